@@ -1,0 +1,85 @@
+"""guide: structured and guided decoding for Hugging Face models.
+
+    >>> import guide
+    >>> model, tok = guide.load_default_model()                 # embedded, offline
+    >>> guide.generate(model, tok, "Date of the moon landing?", guide.regex(r"\\d{4}-\\d{2}-\\d{2}"))
+
+Importing guide is light: torch, transformers and optional extras load on first use.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .constraint import Compiled, Constraint, Matcher
+from .errors import (
+    ConstraintViolation,
+    EmptyLanguageError,
+    GrammarError,
+    GuideDeadEnd,
+    GuideError,
+    MissingDependencyError,
+    ModelLoadError,
+    TokenizerError,
+    UnsupportedFeatureError,
+)
+from .grammars.regex import choice, regex
+from .vocab import Vocabulary
+
+if TYPE_CHECKING:
+    from .bitmask import allocate_bitmask, apply_bitmask
+    from .generate import IncompleteGenerationError, generate
+    from .models import load_default_model, load_model
+    from .processor import GuideLogitsProcessor, constrain
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "allocate_bitmask": "bitmask",
+    "apply_bitmask": "bitmask",
+    "constrain": "processor",
+    "GuideLogitsProcessor": "processor",
+    "generate": "generate",
+    "IncompleteGenerationError": "generate",
+    "load_default_model": "models",
+    "load_model": "models",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'guide' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+__all__ = [
+    "Compiled",
+    "Constraint",
+    "ConstraintViolation",
+    "EmptyLanguageError",
+    "GrammarError",
+    "GuideDeadEnd",
+    "GuideError",
+    "GuideLogitsProcessor",
+    "IncompleteGenerationError",
+    "Matcher",
+    "MissingDependencyError",
+    "ModelLoadError",
+    "TokenizerError",
+    "UnsupportedFeatureError",
+    "Vocabulary",
+    "__version__",
+    "allocate_bitmask",
+    "apply_bitmask",
+    "choice",
+    "constrain",
+    "generate",
+    "load_default_model",
+    "load_model",
+    "regex",
+]

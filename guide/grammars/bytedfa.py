@@ -1,0 +1,222 @@
+"""Character automata (interegular FSMs) turned into byte-level DFAs.
+
+Tokens are byte strings that may end in the middle of a UTF-8 character, so constraints run
+over bytes: each character transition becomes the UTF-8 byte-range sequences of its character
+set, the result is determinised (two characters can share a lead byte) and trimmed so that
+every live state can still reach an accepting one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import GrammarError
+
+MAX_UNICODE = 0x10FFFF
+_SURROGATES = (0xD800, 0xDFFF)
+_LENGTH_LIMITS = (0x7F, 0x7FF, 0xFFFF, MAX_UNICODE)
+
+ByteRange = tuple[int, int]
+ByteSeq = tuple[ByteRange, ...]
+
+
+@dataclass(frozen=True, eq=False)
+class ByteDFA:
+    """A trimmed byte DFA; state `dead` (== number of live states) is the absorbing reject state."""
+
+    transitions: np.ndarray  # int32 [n_states + 1, 256]
+    accepting: np.ndarray  # bool [n_states]
+    initial: int
+
+    @property
+    def n_states(self) -> int:
+        return int(self.accepting.shape[0])
+
+    @property
+    def dead(self) -> int:
+        return self.n_states
+
+    def walk(self, data: bytes, state: int | None = None) -> int:
+        q = self.initial if state is None else state
+        for b in data:
+            q = int(self.transitions[q, b])
+            if q == self.dead:
+                break
+        return q
+
+    def matches(self, data: bytes) -> bool:
+        q = self.walk(data)
+        return q != self.dead and bool(self.accepting[q])
+
+
+def utf8_sequences(lo: int, hi: int) -> list[ByteSeq]:
+    """Byte-range sequences whose cross products are exactly the UTF-8 encodings of [lo, hi].
+
+    Surrogates are skipped: they have no UTF-8 encoding.
+    """
+    out: list[ByteSeq] = []
+    for a, b in _exclude_surrogates(lo, hi):
+        start = a
+        for limit in _LENGTH_LIMITS:
+            if start > b:
+                break
+            if start <= limit:
+                end = min(b, limit)
+                _split_aligned(start, end, out)
+                start = end + 1
+    return out
+
+
+def _exclude_surrogates(lo: int, hi: int) -> Iterable[tuple[int, int]]:
+    s_lo, s_hi = _SURROGATES
+    if hi < s_lo or lo > s_hi:
+        return [(lo, hi)]
+    parts = []
+    if lo < s_lo:
+        parts.append((lo, s_lo - 1))
+    if hi > s_hi:
+        parts.append((s_hi + 1, hi))
+    return parts
+
+
+def _split_aligned(lo: int, hi: int, out: list[ByteSeq]) -> None:
+    """Split a same-length range until every continuation byte spans a full or a single block."""
+    n = len(chr(lo).encode("utf-8"))
+    for i in range(1, n):
+        m = (1 << (6 * i)) - 1
+        if (lo & ~m) != (hi & ~m):
+            if lo & m:
+                _split_aligned(lo, lo | m, out)
+                _split_aligned((lo | m) + 1, hi, out)
+                return
+            if (hi & m) != m:
+                _split_aligned(lo, (hi & ~m) - 1, out)
+                _split_aligned(hi & ~m, hi, out)
+                return
+    a, b = chr(lo).encode("utf-8"), chr(hi).encode("utf-8")
+    out.append(tuple(zip(a, b, strict=True)))
+
+
+def _ranges_of(codepoints: Iterable[int]) -> list[tuple[int, int]]:
+    ranges: list[tuple[int, int]] = []
+    for cp in sorted(set(codepoints)):
+        if ranges and ranges[-1][1] + 1 == cp:
+            ranges[-1] = (ranges[-1][0], cp)
+        else:
+            ranges.append((cp, cp))
+    return ranges
+
+
+def _complement(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    out, start = [], 0
+    for lo, hi in ranges:
+        if lo > start:
+            out.append((start, lo - 1))
+        start = hi + 1
+    if start <= MAX_UNICODE:
+        out.append((start, MAX_UNICODE))
+    return out
+
+
+def from_interegular(fsm, *, max_states: int = 50_000) -> ByteDFA:
+    """Convert an interegular FSM (over characters) into a trimmed byte DFA."""
+    from interegular.fsm import anything_else
+
+    by_symbol = fsm.alphabet.by_transition
+    explicit = _ranges_of(ord(c) for chars in by_symbol.values() for c in chars if c is not anything_else)
+    other = _complement(explicit)
+    symbol_seqs: dict[int, list[ByteSeq]] = {}
+    for symbol, chars in by_symbol.items():
+        ranges = _ranges_of(ord(c) for c in chars if c is not anything_else)
+        if any(c is anything_else for c in chars):
+            ranges = sorted(ranges + other)
+        symbol_seqs[symbol] = [seq for lo, hi in ranges for seq in utf8_sequences(lo, hi)]
+
+    # NFA over bytes: FSM states first, then shared suffix chains (target, remaining ranges).
+    index = {state: i for i, state in enumerate(sorted(fsm.states, key=repr))}
+    edges: list[list[tuple[int, int, int]]] = [[] for _ in index]
+    chains: dict[tuple[int, ByteSeq], int] = {}
+
+    def chain(target: int, suffix: ByteSeq) -> int:
+        if not suffix:
+            return target
+        node = chains.get((target, suffix))
+        if node is None:
+            nxt = chain(target, suffix[1:])
+            node = len(edges)
+            edges.append([(suffix[0][0], suffix[0][1], nxt)])
+            chains[(target, suffix)] = node
+        return node
+
+    for state, moves in fsm.map.items():
+        src = index[state]
+        for symbol, dst in moves.items():
+            for seq in symbol_seqs.get(symbol, ()):
+                edges[src].append((seq[0][0], seq[0][1], chain(index[dst], seq[1:])))
+
+    finals = {index[s] for s in fsm.finals}
+    return _determinise(edges, index[fsm.initial], finals, max_states=max_states)
+
+
+def _determinise(
+    edges: list[list[tuple[int, int, int]]], initial: int, finals: set[int], *, max_states: int
+) -> ByteDFA:
+    start = frozenset((initial,))
+    ids: dict[frozenset[int], int] = {start: 0}
+    order = [start]
+    rows: list[list[int]] = []
+    i = 0
+    while i < len(order):
+        targets: list[set[int] | None] = [None] * 256
+        for node in order[i]:
+            for lo, hi, dst in edges[node]:
+                for b in range(lo, hi + 1):
+                    slot = targets[b]
+                    if slot is None:
+                        targets[b] = {dst}
+                    else:
+                        slot.add(dst)
+        row = [-1] * 256
+        for b, slot in enumerate(targets):
+            if slot is None:
+                continue
+            key = frozenset(slot)
+            sid = ids.get(key)
+            if sid is None:
+                sid = ids[key] = len(order)
+                order.append(key)
+                if len(order) > max_states:
+                    raise GrammarError(
+                        f"the byte automaton exceeds {max_states} states; simplify the pattern "
+                        "(e.g. smaller counted repetitions)"
+                    )
+            row[b] = sid
+        rows.append(row)
+        i += 1
+    accepting = np.array([bool(s & finals) for s in order], dtype=bool)
+    return _trim(np.array(rows, dtype=np.int64), accepting)
+
+
+def _trim(rows: np.ndarray, accepting: np.ndarray) -> ByteDFA:
+    """Keep the states that are reachable (they all are) and co-reachable; map the rest to `dead`."""
+    n = rows.shape[0]
+    live = accepting.copy()
+    while True:
+        safe = np.where(rows >= 0, rows, 0)
+        reach = ((rows >= 0) & live[safe]).any(axis=1) | live
+        if (reach == live).all():
+            break
+        live = reach
+    new_id = np.full(n, -1, dtype=np.int64)
+    new_id[live] = np.arange(int(live.sum()))
+    n_live = int(live.sum())
+    dead = n_live
+    table = np.full((n_live + 1, 256), dead, dtype=np.int32)
+    kept = rows[live]
+    mapped = np.where(kept >= 0, new_id[np.where(kept >= 0, kept, 0)], -1)
+    table[:n_live] = np.where(mapped >= 0, mapped, dead)
+    initial = int(new_id[0]) if live[0] else dead
+    return ByteDFA(transitions=table, accepting=accepting[live], initial=initial)

@@ -1,0 +1,202 @@
+"""Regex and choice constraints: byte-DFA exactness, token masks, errors, fork/rollback."""
+
+from __future__ import annotations
+
+import random
+import re
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+import guide
+from guide.grammars.bytedfa import utf8_sequences
+from guide.testing import random_walk, toy_vocab
+
+PATTERNS = [
+    r"\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])",
+    r"[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,6})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])",
+    r"(yes|no|maybe)",
+    r"[a-z]+(_[a-z0-9]+)*",
+    r'"([^"\\]|\\.)*"',
+    r"é+[^a-z]?",
+    r"(\+|-)?[0-9]+(\.[0-9]+)?([eE][+-]?[0-9]+)?",
+    r"\w+@\w+\.com",
+    r"[^\n]{0,12}",
+    r"中文|😀+",
+    r"\u00e9\u4e2d?",
+]
+
+EXTRA = [b"20", b"2024", b"-0", b"12", b"yes", b"no", b"ma", b"ybe", b"\xc3", b"\xa9", b"\xc3\xa9",
+         b"\xe4\xb8", b"\xad", b"abc", b"_x", b"\\\"", b"\"a", b"e+", b".5", b"@ex", b".com", b"\xf0\x9f"]
+
+
+@pytest.fixture(scope="module")
+def vocab():
+    return toy_vocab(EXTRA)
+
+
+@given(st.integers(0, 0x10FFFF), st.integers(0, 4000))
+@settings(max_examples=300, deadline=None)
+def test_utf8_sequences_cover_exactly_the_range(lo, span):
+    hi = min(lo + span, 0x10FFFF)
+    expected = {chr(c).encode() for c in range(lo, hi + 1) if not 0xD800 <= c <= 0xDFFF}
+    got = set()
+    for seq in utf8_sequences(lo, hi):
+        partial = [b""]
+        for a, b in seq:
+            partial = [p + bytes([x]) for p in partial for x in range(a, b + 1)]
+        got.update(partial)
+    assert got == expected
+
+
+@pytest.mark.parametrize("pattern", PATTERNS)
+def test_byte_dfa_agrees_with_re_fullmatch(pattern):
+    dfa = guide.regex(pattern).byte_dfa()
+    rng = random.Random(0)
+    alphabet = "0123456789-T:.+Zabcyesnomaé中文😀_@\"\\ \nxE"
+    samples = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12))) for _ in range(3000)]
+    for s in samples:
+        assert dfa.matches(s.encode()) == (re.fullmatch(pattern, s, re.ASCII) is not None), s
+
+
+@pytest.mark.parametrize("pattern", PATTERNS)
+@given(data=st.data())
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_matching_strings_are_accepted(pattern, data):
+    text = data.draw(st.from_regex(pattern, fullmatch=True, alphabet=st.characters(codec="ascii") | st.sampled_from("é中文😀")))
+    assume(re.fullmatch(pattern, text, re.ASCII) is not None)  # guide's \w, \d, \s are ASCII, as with re.ASCII
+    dfa = guide.regex(pattern).byte_dfa()
+    assert dfa.matches(text.encode()), text
+
+
+@pytest.mark.parametrize("pattern", PATTERNS)
+def test_random_walks_produce_full_matches(pattern, vocab):
+    compiled = guide.regex(pattern).compile(vocab)
+    rng = random.Random(1)
+    for _ in range(40):
+        matcher = compiled.matcher()
+        tokens = random_walk(matcher, rng)
+        if tokens is None:
+            continue
+        text = vocab.decode(tokens).decode("utf-8")
+        assert re.fullmatch(pattern, text, re.ASCII), text
+        assert matcher.is_accepting()
+        assert matcher.advance(next(iter(vocab.eos_ids)))
+        assert matcher.is_finished()
+
+
+def test_mask_contains_eos_exactly_when_accepting(vocab):
+    compiled = guide.regex(r"ab?").compile(vocab)
+    eos = next(iter(vocab.eos_ids))
+    m = compiled.matcher()
+    assert eos not in m.allowed_tokens() and not m.is_accepting()
+    assert m.advance(ord("a"))
+    assert eos in m.allowed_tokens() and m.is_accepting() and not m.is_finished()
+    assert m.advance(ord("b"))
+    assert m.allowed_tokens() == [eos] and m.is_finished()
+    assert not m.advance(ord("b"))
+
+
+def test_multibyte_tokens_and_partial_utf8(vocab):
+    compiled = guide.regex("é+").compile(vocab)
+    m = compiled.matcher()
+    allowed = set(m.allowed_tokens())
+    ids = {tok: i for i, tok in enumerate(vocab.tokens)}
+    assert {ids[b"\xc3"], ids[b"\xc3\xa9"], 0xC3} <= allowed
+    assert ids[b"\xa9"] not in allowed and ids[b"abc"] not in allowed
+    assert m.advance(ids[b"\xc3"]) and not m.is_accepting()
+    assert set(m.allowed_tokens()) == {0xA9, ids[b"\xa9"]}
+
+
+def test_masks_exclude_special_and_out_of_vocabulary_ids():
+    vocab = toy_vocab([b"ab"], model_width=300)
+    compiled = guide.regex(r"[\x00-\xff]*").compile(vocab)
+    allowed = compiled.matcher().allowed_tokens()
+    assert max(allowed) == vocab.size - 1  # the EOS id: accepting at start
+    assert all(t < vocab.size for t in allowed)
+
+
+def test_fork_and_rollback(vocab):
+    m = guide.regex(r"\d{4}-\d{2}").compile(vocab).matcher()
+    ids = {tok: i for i, tok in enumerate(vocab.tokens)}
+    assert m.advance(ids[b"2024"])
+    before = m.allowed_tokens()
+    f = m.fork()
+    assert f.advance(ord("-")) and f.advance(ord("1"))
+    assert m.allowed_tokens() == before
+    f.rollback(2)
+    assert f.allowed_tokens() == before
+    with pytest.raises(ValueError):
+        f.rollback(5)
+
+
+def test_choice(vocab):
+    c = guide.choice(["yes", "no", "a.b (c)"]).compile(vocab)
+    rng = random.Random(3)
+    seen = set()
+    for _ in range(60):
+        tokens = random_walk(c.matcher(), rng, stop_p=1.0)
+        seen.add(vocab.decode(tokens).decode())
+    assert seen == {"yes", "no", "a.b (c)"}
+    assert guide.choice(["a", "b"]) == guide.choice(["a", "b"])
+
+
+def test_composition(vocab):
+    both = (guide.regex(r"[a-z]+") & guide.regex(r"...")).compile(vocab)
+    m = both.matcher()
+    for ch in b"abc":
+        assert m.advance(ch)
+    assert m.is_accepting() and m.is_finished()
+    assert not m.advance(ord("d"))
+    either = (guide.regex(r"\d+") | guide.regex(r"[a-z]")).compile(vocab)
+    m = either.matcher()
+    assert m.advance(ord("x")) and m.is_finished()
+    m.rollback(1)
+    assert m.advance(ord("7")) and not m.is_finished() and m.advance(ord("8"))
+    assert not m.advance(ord("x"))
+
+
+def test_anchors_are_redundant_under_fullmatch(vocab):
+    a = guide.regex(r"^ab$").byte_dfa()
+    assert a.matches(b"ab") and not a.matches(b"ab\n")
+    assert guide.regex(r"a\$").byte_dfa().matches(b"a$")
+
+
+@pytest.mark.parametrize(
+    ("pattern", "feature"),
+    [(r"(a)\1", "backreference"), (r"(?=a)a", "lookaround"), (r"(?<=a)b", "lookaround"),
+     (r"a^b", "anchor"), (r"\bword", "boundary"), (r"(?>a)", "atomic")],
+)
+def test_unsupported_constructs_are_named(pattern, feature):
+    with pytest.raises(guide.UnsupportedFeatureError, match=feature):
+        guide.regex(pattern)
+
+
+def test_invalid_regex_names_the_position():
+    with pytest.raises(guide.GrammarError, match="position 3"):
+        guide.regex("abc)")
+
+
+def test_empty_language_errors(vocab):
+    with pytest.raises(guide.EmptyLanguageError):
+        guide.regex(r"[^\x00-\U0010ffff]").compile(vocab)
+    no_z = guide.Vocabulary.from_bytes([b"a", b"b", b"<eos>"], eos_ids=[2], special_ids=[2])
+    with pytest.raises(guide.EmptyLanguageError, match="no token"):
+        guide.regex("z").compile(no_z)
+
+
+def test_compile_cache_memory_and_disk(vocab, tmp_path, monkeypatch):
+    from guide.constraint import COMPILE_CACHE
+
+    monkeypatch.setenv("GUIDE_CACHE_DIR", str(tmp_path))
+    spec = guide.regex(r"[a-f]{2,5}x")
+    first = spec.compile(vocab)
+    assert spec.compile(vocab) is first
+    COMPILE_CACHE.clear()
+    again = guide.regex(r"[a-f]{2,5}x").compile(vocab)
+    assert again is not first and np.array_equal(again.masks, first.masks)
+    assert again.vocab is vocab and list((tmp_path / "compiled").iterdir())
+    m = again.matcher()
+    assert m.advance(ord("a")) and m.advance(ord("b")) and m.advance(ord("x")) and m.is_accepting()
