@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..bitmask import bitmask_width, pack_bool
+from ..bitmask import bitmask_width, bits_from_ids, pack_bool
 
 if TYPE_CHECKING:
     from ..vocab import Vocabulary
@@ -61,32 +61,61 @@ def token_table(vocab: Vocabulary) -> TokenTable:
 
 
 def state_masks(dfa: ByteDFA, vocab: Vocabulary) -> np.ndarray:
-    """int32 [n_states, W]: bit t of row q is set when token t leads q to a live state.
+    """int32 [n_states, W]: bit t of row q is set when token t leads q to a state that tokens can finish.
 
+    A byte DFA state can be alive for bytes yet dead for this vocabulary (SmolLM2 has no token
+    for byte 0x04, say); such states are pruned here so that a mask never leads into a dead end.
     EOS bits are set on accepting states; special tokens never.
     """
     table = token_table(vocab)
-    width = vocab.model_width
     flat = dfa.transitions.reshape(-1).astype(np.int64)
     n_states = dfa.n_states
-    masks = np.zeros((n_states, bitmask_width(width)), dtype=np.int32)
-    allowed = np.zeros((min(_STATE_CHUNK, max(n_states, 1)), width), dtype=bool)
-    for start in range(0, n_states, _STATE_CHUNK):
-        states = np.arange(start, min(start + _STATE_CHUNK, n_states), dtype=np.int64)
+    masks = np.zeros((n_states, bitmask_width(vocab.model_width)), dtype=np.int32)
+    allowed = np.zeros((min(_STATE_CHUNK, max(n_states, 1)), vocab.model_width), dtype=bool)
+    successors: list[np.ndarray] = []
+    for states, cur in _walk_chunks(dfa, table, flat):
+        successors.extend(np.unique(row) for row in cur)
+        masks[states] = _pack_block(allowed, table, cur != dfa.dead)
+    live = _token_live(dfa, successors)
+    if not live.all():  # rare: redo the masks without the tokens that lead into token-dead states
+        live_or_dead = np.append(live, False)  # index `dead` -> False
+        for states, cur in _walk_chunks(dfa, table, flat):
+            masks[states] = _pack_block(allowed, table, live_or_dead[cur])
+    acc = np.flatnonzero(dfa.accepting & live)
+    if acc.size:
+        masks[acc] |= bits_from_ids(sorted(vocab.eos_ids), vocab.model_width)[None, :]
+    return masks
+
+
+def _pack_block(scratch: np.ndarray, table: TokenTable, ok: np.ndarray) -> np.ndarray:
+    block = scratch[: ok.shape[0]]
+    block[:] = False
+    block[:, table.ids] = ok
+    return pack_bool(block)
+
+
+def _walk_chunks(dfa: ByteDFA, table: TokenTable, flat: np.ndarray):
+    """Yield (states, cur) where cur[i, k] is the state reached from states[i] by token table.ids[k]."""
+    for start in range(0, dfa.n_states, _STATE_CHUNK):
+        states = np.arange(start, min(start + _STATE_CHUNK, dfa.n_states), dtype=np.int64)
         cur = np.repeat(states[:, None], len(table.ids), axis=1)
         for j, k in enumerate(table.active.tolist()):
             if k == 0:
                 break
             cur[:, :k] = flat[cur[:, :k] * 256 + table.data[:k, j]]
-        block = allowed[: len(states)]
-        block[:] = False
-        block[:, table.ids] = cur != dfa.dead
-        masks[start : start + len(states)] = pack_bool(block)
-    eos = sorted(vocab.eos_ids)
-    if eos:
-        acc = np.flatnonzero(dfa.accepting)
-        eos_words = np.zeros(masks.shape[1], dtype=np.int64)
-        for t in eos:
-            eos_words[t // 32] |= 1 << (t % 32)
-        masks[acc] |= eos_words.astype(np.uint32).view(np.int32)[None, :]
-    return masks
+        yield states, cur
+
+
+def _token_live(dfa: ByteDFA, successors: list[np.ndarray]) -> np.ndarray:
+    """States from which some token sequence reaches an accepting state (backward fixpoint)."""
+    live = dfa.accepting.copy()
+    changed = True
+    while changed:
+        changed = False
+        for q in np.flatnonzero(~live).tolist():
+            nxt = successors[q]
+            nxt = nxt[nxt != dfa.dead]
+            if nxt.size and live[nxt].any():
+                live[q] = True
+                changed = True
+    return live
