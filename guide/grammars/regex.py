@@ -104,10 +104,8 @@ def _check_supported(pattern: str, tree) -> None:
             _check_supported(pattern, child)
 
 
-def _parse(pattern: str):
-    """Validate with Python's parser, then build the interegular FSM (character level)."""
-    import interegular
-
+def _validate(pattern: str) -> str:
+    """Check the pattern with Python's own parser (cheap, precise errors); return the anchor-free body."""
     if not isinstance(pattern, str):
         raise TypeError(f"`pattern` has to be a str, but is {type(pattern).__name__}")
     try:
@@ -116,6 +114,13 @@ def _parse(pattern: str):
         raise GrammarError(f"invalid regex: {exc.msg} at position {exc.pos}{_caret(pattern, exc.pos)}") from exc
     body = _strip_anchors(pattern)
     _check_supported(pattern, _sre_parse.parse(body))
+    return body
+
+
+def _to_fsm(pattern: str, body: str):
+    """The interegular FSM (character level); the costly part, so it runs at compile time."""
+    import interegular
+
     try:
         return interegular.parse_pattern(_expand_unicode_escapes(body)).to_fsm()
     except interegular.patterns.Unsupported as exc:
@@ -131,14 +136,14 @@ class Regex(Constraint):
 
     def __init__(self, pattern: str) -> None:
         self.pattern = pattern
-        self._fsm = _parse(pattern)
+        self._body = _validate(pattern)
 
     @property
     def key(self) -> str:
         return "regex:" + self.pattern
 
     def byte_dfa(self) -> ByteDFA:
-        return from_interegular(self._fsm)
+        return from_interegular(_to_fsm(self.pattern, self._body))
 
     def _compile(self, vocab: Vocabulary) -> Compiled:
         dfa = self.byte_dfa()
