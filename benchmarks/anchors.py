@@ -203,7 +203,11 @@ class Llguidance(Anchor):
 
 def _gpt2_unicode_to_byte() -> dict[str, int]:
     """Inverse of GPT-2's bytes_to_unicode: the char a ByteLevel BPE piece uses for each byte."""
-    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    printable = [
+        *range(ord("!"), ord("~") + 1),
+        *range(ord("¡"), ord("¬") + 1),
+        *range(ord("®"), ord("ÿ") + 1),
+    ]
     chars = list(printable)
     n = 0
     for b in range(256):
@@ -238,7 +242,12 @@ def token_bytes_map(tok: Any) -> dict[int, bytes]:
                 out[i] = piece.encode("utf-8")
     else:
         for piece, i in pieces.items():
-            if "ByteFallback" in kinds and len(piece) == 6 and piece.startswith("<0x") and piece.endswith(">"):
+            if (
+                "ByteFallback" in kinds
+                and len(piece) == 6
+                and piece.startswith("<0x")
+                and piece.endswith(">")
+            ):
                 out[i] = bytes([int(piece[3:5], 16)])
             else:
                 out[i] = piece.replace("\u2581", " ").encode("utf-8")
@@ -256,6 +265,7 @@ class _OutlinesMatcher(AnchorMatcher):
         self._words = words
         self._eos = eos
         self._strict = strict
+        self.last_error: str | None = None
 
     def fill(self, bitmask: np.ndarray, row: int = 0) -> None:
         self._g.write_mask_into(bitmask[row].ctypes.data, self._words, 4)
@@ -265,7 +275,8 @@ class _OutlinesMatcher(AnchorMatcher):
             return True
         try:
             self._g.advance(token_id, return_tokens=False)
-        except ValueError:
+        except ValueError as exc:
+            self.last_error = str(exc)
             return False
         return True
 
@@ -328,7 +339,11 @@ def available_anchors() -> list[AnchorStatus]:
             importlib.import_module(_MODULES[cls.name])
         except ImportError as exc:
             missing = isinstance(exc, ModuleNotFoundError) and exc.name == _MODULES[cls.name]
-            result.append(AnchorStatus(cls.name, None, "-", "not installed" if missing else f"import failed: {exc}"))
+            result.append(
+                AnchorStatus(
+                    cls.name, None, "-", "not installed" if missing else f"import failed: {exc}"
+                )
+            )
             continue
         result.append(AnchorStatus(cls.name, cls, version_of(cls.dist), None))
     return result
@@ -360,5 +375,12 @@ def check_walk(matcher: Any, tokens: list[int], width: int, *, fill: str = "fill
         if not bit_is_set(bitmask[0], t):
             return WalkCheck(False, f"token {t} (step {step}) missing from the mask", masks)
         if not matcher.advance(t):
-            return WalkCheck(False, f"token {t} (step {step}) rejected by advance", masks)
+            why = getattr(matcher, "last_error", None)
+            what = "EOS" if step == len(tokens) - 1 else "token"
+            return WalkCheck(
+                False,
+                f"{what} {t} (step {step}) is in the mask but rejected by advance"
+                + (f" ({why})" if why else ""),
+                masks,
+            )
     return WalkCheck(True, "ok", masks)

@@ -23,12 +23,12 @@ from .errors import (
     TokenizerError,
     UnsupportedFeatureError,
 )
+from .generate import IncompleteGenerationError, generate  # eager: the submodule shares the name
 from .grammars.regex import choice, regex
 from .vocab import Vocabulary
 
 if TYPE_CHECKING:
     from .bitmask import allocate_bitmask, apply_bitmask
-    from .generate import IncompleteGenerationError, generate
     from .models import load_default_model, load_model
     from .processor import GuideLogitsProcessor, constrain
 
@@ -39,8 +39,6 @@ _LAZY = {
     "apply_bitmask": "bitmask",
     "constrain": "processor",
     "GuideLogitsProcessor": "processor",
-    "generate": "generate",
-    "IncompleteGenerationError": "generate",
     "load_default_model": "models",
     "load_model": "models",
 }

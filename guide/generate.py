@@ -7,10 +7,11 @@ from typing import TYPE_CHECKING, Any, overload
 
 from .constraint import Constraint
 from .errors import GuideError
-from .processor import DeadEndPolicy, constrain
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+    from .processor import DeadEndPolicy
 
 
 class IncompleteGenerationError(GuideError, RuntimeError):
@@ -74,6 +75,8 @@ def generate(
         GuideDeadEnd: see `guide.constrain`.
     """
     import torch
+
+    from .processor import constrain
 
     single = isinstance(prompt, str)
     prompts = [prompt] if single else list(prompt)

@@ -133,7 +133,9 @@ class GuideLogitsProcessor(LogitsProcessor):
             else:
                 matcher.fill_bitmask(bitmask, r)
         self._handle_dead_ends(bitmask, keys)
-        apply_bitmask(scores, torch.from_numpy(bitmask).to(scores.device, non_blocking=True))
+        if scores.device.type != "cpu":
+            bitmask = torch.from_numpy(bitmask).to(scores.device, non_blocking=True)
+        apply_bitmask(scores, bitmask)
         return scores
 
     def _key(self, row: int, generated: list[int]) -> _Key:
