@@ -7,7 +7,7 @@ import re
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import guide
@@ -55,10 +55,10 @@ def test_utf8_sequences_cover_exactly_the_range(lo, span):
 def test_byte_dfa_agrees_with_re_fullmatch(pattern):
     dfa = guide.regex(pattern).byte_dfa()
     rng = random.Random(0)
-    alphabet = "0123456789-T:.+Zabcyesnomaé中文😀_@\"\\ \nxE"
+    alphabet = "0123456789-T:.+Zabcyesnomaé中文😀_@\"\\ \nxE١Kk\u212a"
     samples = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12))) for _ in range(3000)]
     for s in samples:
-        assert dfa.matches(s.encode()) == (re.fullmatch(pattern, s, re.ASCII) is not None), s
+        assert dfa.matches(s.encode()) == (re.fullmatch(pattern, s) is not None), s
 
 
 @pytest.mark.parametrize("pattern", PATTERNS)
@@ -66,7 +66,6 @@ def test_byte_dfa_agrees_with_re_fullmatch(pattern):
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_matching_strings_are_accepted(pattern, data):
     text = data.draw(st.from_regex(pattern, fullmatch=True, alphabet=st.characters(codec="ascii") | st.sampled_from("é中文😀")))
-    assume(re.fullmatch(pattern, text, re.ASCII) is not None)  # guide's \w, \d, \s are ASCII, as with re.ASCII
     dfa = guide.regex(pattern).byte_dfa()
     assert dfa.matches(text.encode()), text
 
@@ -85,7 +84,7 @@ def test_random_walks_produce_full_matches(pattern, vocab):
             assert matcher.is_finished()
         else:
             text += shortest_completion(compiled.dfa, matcher.state)
-        assert re.fullmatch(pattern, text.decode("utf-8"), re.ASCII), text
+        assert re.fullmatch(pattern, text.decode("utf-8")), text
 
 
 def test_mask_contains_eos_exactly_when_accepting(vocab):
@@ -201,3 +200,39 @@ def test_compile_cache_memory_and_disk(vocab, tmp_path, monkeypatch):
     assert again.vocab is vocab and list((tmp_path / "compiled").iterdir())
     m = again.matcher()
     assert m.advance(ord("a")) and m.advance(ord("b")) and m.advance(ord("x")) and m.is_accepting()
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [r"(?i)k", r"(?i)[a-c]+s", r"\d+", r"[^\W\d_]+", r"(?a)\w+", r"(?s)a.b", r"(?x) a b # comment", r"\s+"],
+)
+def test_flags_and_unicode_classes_follow_re(pattern):
+    dfa = guide.regex(pattern).byte_dfa()
+    samples = ["k", "K", "\u212a", "abcS", "ABCs", "ſ", "١٢", "12", "éa", "a_b", "a\nb", "ab", "\u00a0", " \t", "x"]
+    for s in samples:
+        assert dfa.matches(s.encode()) == (re.fullmatch(pattern, s) is not None), (pattern, s)
+
+
+@pytest.mark.parametrize("pattern", [r"(a+)+$", r"(a|aa)*b", r"(x+x+)+y", r"a{1,200}b"])
+def test_redos_patterns_compile_small_and_fast(pattern, vocab):
+    import time
+
+    start = time.perf_counter()
+    compiled = guide.regex(pattern).compile(vocab, cache=False)
+    assert time.perf_counter() - start < 2
+    assert compiled.dfa.n_states <= 210
+
+
+def test_oversized_patterns_fail_cleanly():
+    import time
+
+    from guide.grammars.re_compile import compile_regex
+
+    start = time.perf_counter()
+    with pytest.raises(guide.GrammarError, match="automaton states"):
+        compile_regex("a{1,100000}")
+    with pytest.raises(guide.GrammarError, match="exceeds .* states|budget"):
+        compile_regex(".{0,40}x.{0,40}", max_dfa_states=5000)
+    with pytest.raises(guide.GrammarError, match="budget"):
+        compile_regex("[ab]{0,30}a[ab]{0,30}", time_budget_s=0.2, max_dfa_states=10**7)
+    assert time.perf_counter() - start < 15

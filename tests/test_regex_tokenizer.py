@@ -45,7 +45,6 @@ def vocab(smollm2_tokenizer):
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.function_scoped_fixture])
 def test_canonical_tokenizations_are_accepted(pattern, data, smollm2_tokenizer, vocab):
     text = data.draw(st.from_regex(pattern, fullmatch=True, alphabet=TEXT))
-    assume(re.fullmatch(pattern, text, re.ASCII))
     ids = smollm2_tokenizer.encode(text, add_special_tokens=False)
     # the GGUF tokenizer has no token for some control bytes (e.g. \x1d) and drops them when
     # encoding: such a text has no tokenization at all, canonical or not
@@ -70,7 +69,7 @@ def test_random_walks_on_the_real_vocabulary_match(pattern, vocab):
         text = vocab.decode(tokens)
         if not ended:
             text += shortest_completion(compiled.dfa, matcher.state)
-        assert re.fullmatch(pattern, text.decode("utf-8"), re.ASCII), text
+        assert re.fullmatch(pattern, text.decode("utf-8")), text
 
 
 def test_workload_document_is_accepted(smollm2_tokenizer, vocab):

@@ -8,7 +8,7 @@ every live state can still reach an accepting one.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -158,18 +158,44 @@ def from_interegular(fsm, *, max_states: int = 50_000) -> ByteDFA:
                 edges[src].append((seq[0][0], seq[0][1], chain(index[dst], seq[1:])))
 
     finals = {index[s] for s in fsm.finals}
-    return _determinise(edges, index[fsm.initial], finals, max_states=max_states)
+    return determinise(edges, index[fsm.initial], finals, max_states=max_states)
 
 
-def _determinise(
-    edges: list[list[tuple[int, int, int]]], initial: int, finals: set[int], *, max_states: int
+def determinise(
+    edges: list[list[tuple[int, int, int]]],
+    initial: int,
+    finals: set[int],
+    *,
+    eps: list[list[int]] | None = None,
+    max_states: int,
+    check_time: Callable[[], None] | None = None,
 ) -> ByteDFA:
-    start = frozenset((initial,))
+    """Subset construction over byte-range edges (plus optional epsilon edges), then trimming.
+
+    `eps[i]` may be shorter than `edges` (nodes past it have no epsilon edges).
+    """
+    eps = eps or []
+
+    def closure(nodes: Iterable[int]) -> frozenset[int]:
+        seen = set(nodes)
+        stack = list(seen)
+        while stack:
+            node = stack.pop()
+            if node < len(eps):
+                for nxt in eps[node]:
+                    if nxt not in seen:
+                        seen.add(nxt)
+                        stack.append(nxt)
+        return frozenset(seen)
+
+    start = closure((initial,))
     ids: dict[frozenset[int], int] = {start: 0}
     order = [start]
     rows: list[list[int]] = []
     i = 0
     while i < len(order):
+        if check_time is not None and i % 64 == 0:
+            check_time()
         targets: list[set[int] | None] = [None] * 256
         for node in order[i]:
             for lo, hi, dst in edges[node]:
@@ -180,19 +206,24 @@ def _determinise(
                     else:
                         slot.add(dst)
         row = [-1] * 256
+        memo: dict[frozenset[int], int] = {}
         for b, slot in enumerate(targets):
             if slot is None:
                 continue
-            key = frozenset(slot)
-            sid = ids.get(key)
+            raw = frozenset(slot)
+            sid = memo.get(raw)
             if sid is None:
-                sid = ids[key] = len(order)
-                order.append(key)
-                if len(order) > max_states:
-                    raise GrammarError(
-                        f"the byte automaton exceeds {max_states} states; simplify the pattern "
-                        "(e.g. smaller counted repetitions)"
-                    )
+                key = closure(raw) if eps else raw
+                sid = ids.get(key)
+                if sid is None:
+                    sid = ids[key] = len(order)
+                    order.append(key)
+                    if len(order) > max_states:
+                        raise GrammarError(
+                            f"the byte automaton exceeds {max_states} states; simplify the pattern "
+                            "(e.g. smaller counted repetitions) or raise `max_dfa_states`"
+                        )
+                memo[raw] = sid
             row[b] = sid
         rows.append(row)
         i += 1
@@ -219,4 +250,38 @@ def _trim(rows: np.ndarray, accepting: np.ndarray) -> ByteDFA:
     mapped = np.where(kept >= 0, new_id[np.where(kept >= 0, kept, 0)], -1)
     table[:n_live] = np.where(mapped >= 0, mapped, dead)
     initial = int(new_id[0]) if live[0] else dead
-    return ByteDFA(transitions=table, accepting=accepting[live], initial=initial)
+    return _minimise(table, accepting[live], initial)
+
+
+def _minimise(table: np.ndarray, accepting: np.ndarray, initial: int) -> ByteDFA:
+    """Moore partition refinement, vectorised: states with equal futures merge.
+
+    UTF-8 expansion of large Unicode classes leaves many equivalent states; every state left
+    costs one vectorised walk of the vocabulary at compile time, so this pays for itself.
+    """
+    n = accepting.shape[0]
+    if n == 0:
+        return ByteDFA(transitions=table, accepting=accepting, initial=initial)
+    classes = accepting.astype(np.int64)
+    n_classes = len(np.unique(classes))
+    while True:
+        ext = np.append(classes, -1)  # the dead state is its own class
+        signature = np.concatenate([classes[:, None], ext[table[:n]]], axis=1)
+        _, refined = np.unique(signature, axis=0, return_inverse=True)
+        refined = refined.reshape(-1)
+        count = int(refined.max()) + 1
+        if count == n_classes:
+            break
+        classes, n_classes = refined, count
+    # number the classes in order of first appearance, so the initial state's class comes first
+    _, first = np.unique(classes, return_index=True)
+    order = np.argsort(first)
+    renumber = np.empty_like(order)
+    renumber[order] = np.arange(len(order))
+    classes = renumber[classes]
+    reps = first[order]
+    dead = n_classes
+    ext = np.append(classes, dead)
+    new_table = np.full((n_classes + 1, 256), dead, dtype=np.int32)
+    new_table[:n_classes] = ext[table[reps]]
+    return ByteDFA(transitions=new_table, accepting=accepting[reps], initial=int(classes[initial]) if initial < n else dead)

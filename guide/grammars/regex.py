@@ -1,13 +1,14 @@
 """Regular-expression constraints: `guide.regex(pattern)` and `guide.choice([...])`.
 
-pattern -> validated with Python's own parser (clear errors, positions) -> interegular FSM ->
-byte DFA -> one precomputed bitmask per DFA state. Filling a mask is one row copy; advancing
-walks the token's bytes through the transition table.
+pattern -> Python's own parser -> byte DFA (re_compile.py) -> one precomputed bitmask per DFA
+state (token_index.py). Filling a mask is one row copy; advancing walks the token's bytes
+through the transition table.
 
-Semantics are those of `re.fullmatch` with ASCII character classes (`\\d`, `\\w`, `\\s` as with
-`re.ASCII`); a leading `^` / `\\A` and a trailing `$` / `\\Z` are redundant under full-match and
-dropped. Backreferences, lookaround, inner anchors, word boundaries, atomic groups and
-possessive repeats are rejected with `UnsupportedFeatureError`.
+Semantics are exactly those of `re.fullmatch(pattern, text)` (Unicode classes unless `(?a)`);
+a leading `^` / `\\A` and a trailing `$` / `\\Z` are redundant under full-match and dropped.
+Backreferences, lookaround, inner anchors, word boundaries, atomic groups and possessive
+repeats are rejected with `UnsupportedFeatureError`. Compilation is bounded (automaton size
+and a time budget) and fails with `GrammarError` rather than hang.
 """
 
 from __future__ import annotations
@@ -21,112 +22,15 @@ import numpy as np
 
 from ..bitmask import bits_from_ids
 from ..constraint import Compiled, Constraint, Matcher
-from ..errors import EmptyLanguageError, GrammarError, UnsupportedFeatureError
-from .bytedfa import ByteDFA, from_interegular
+from ..errors import EmptyLanguageError, GrammarError
+from .bytedfa import ByteDFA
+from .re_compile import check_supported, compile_regex
 from .token_index import state_masks
-
-from re import _parser as _sre_parse  # type: ignore[attr-defined]  # Python >= 3.11
 
 if TYPE_CHECKING:
     from ..vocab import Vocabulary
 
-_UNSUPPORTED_OPS = {
-    "GROUPREF": "backreference",
-    "GROUPREF_EXISTS": "conditional group (?(id)yes|no)",
-    "ASSERT": "lookaround assertion (?=...) / (?<=...)",
-    "ASSERT_NOT": "negative lookaround assertion (?!...) / (?<!...)",
-    "AT": "anchor or word boundary inside the pattern (^, $, \\b, \\B)",
-    "ATOMIC_GROUP": "atomic group (?>...)",
-    "POSSESSIVE_REPEAT": "possessive repeat (*+, ++, ?+)",
-}
 _FINISHED = -1
-
-
-def _caret(pattern: str, pos: int | None) -> str:
-    if pos is None:
-        return ""
-    return f"\n  {pattern}\n  {' ' * pos}^"
-
-
-def _strip_anchors(pattern: str) -> str:
-    if pattern.startswith("^"):
-        pattern = pattern[1:]
-    elif pattern.startswith("\\A"):
-        pattern = pattern[2:]
-    for anchor in ("$", "\\Z"):
-        if pattern.endswith(anchor):
-            body = pattern[: -len(anchor)]
-            trailing = len(body) - len(body.rstrip("\\"))
-            if trailing % 2 == 0:
-                return body
-    return pattern
-
-
-def _expand_unicode_escapes(pattern: str) -> str:
-    """Rewrite \\uXXXX / \\UXXXXXXXX (which interegular lacks) as \\xNN or the literal character."""
-    out, i = [], 0
-    while i < len(pattern):
-        ch = pattern[i]
-        if ch != "\\" or i + 1 >= len(pattern):
-            out.append(ch)
-            i += 1
-            continue
-        kind = pattern[i + 1]
-        digits = {"u": 4, "U": 8}.get(kind)
-        if digits is None:
-            out.append(pattern[i : i + 2])
-            i += 2
-            continue
-        cp = int(pattern[i + 2 : i + 2 + digits], 16)  # validity already checked by re
-        out.append(f"\\x{cp:02x}" if cp < 0x100 else re.escape(chr(cp)))
-        i += 2 + digits
-    return "".join(out)
-
-
-def _check_supported(pattern: str, tree) -> None:
-    for op, arg in tree:
-        name = str(op)
-        if name in _UNSUPPORTED_OPS:
-            raise UnsupportedFeatureError(
-                f"regex {pattern!r} uses a {_UNSUPPORTED_OPS[name]}, which a finite automaton cannot "
-                "express; rewrite the pattern without it",
-                feature=name.lower(),
-                where=pattern,
-            )
-        children = []
-        if name in ("SUBPATTERN",):
-            children = [arg[-1]]
-        elif name in ("MAX_REPEAT", "MIN_REPEAT"):
-            children = [arg[2]]
-        elif name == "BRANCH":
-            children = list(arg[1])
-        for child in children:
-            _check_supported(pattern, child)
-
-
-def _validate(pattern: str) -> str:
-    """Check the pattern with Python's own parser (cheap, precise errors); return the anchor-free body."""
-    if not isinstance(pattern, str):
-        raise TypeError(f"`pattern` has to be a str, but is {type(pattern).__name__}")
-    try:
-        re.compile(pattern)
-    except re.error as exc:
-        raise GrammarError(f"invalid regex: {exc.msg} at position {exc.pos}{_caret(pattern, exc.pos)}") from exc
-    body = _strip_anchors(pattern)
-    _check_supported(pattern, _sre_parse.parse(body))
-    return body
-
-
-def _to_fsm(pattern: str, body: str):
-    """The interegular FSM (character level); the costly part, so it runs at compile time."""
-    import interegular
-
-    try:
-        return interegular.parse_pattern(_expand_unicode_escapes(body)).to_fsm()
-    except interegular.patterns.Unsupported as exc:
-        raise UnsupportedFeatureError(
-            f"regex {pattern!r} uses a construct guide cannot compile: {exc}", feature="regex", where=pattern
-        ) from exc
 
 
 class Regex(Constraint):
@@ -135,15 +39,15 @@ class Regex(Constraint):
     disk_cacheable = True
 
     def __init__(self, pattern: str) -> None:
+        check_supported(pattern)
         self.pattern = pattern
-        self._body = _validate(pattern)
 
     @property
     def key(self) -> str:
         return "regex:" + self.pattern
 
     def byte_dfa(self) -> ByteDFA:
-        return from_interegular(_to_fsm(self.pattern, self._body))
+        return compile_regex(self.pattern)
 
     def _compile(self, vocab: Vocabulary) -> Compiled:
         dfa = self.byte_dfa()
@@ -265,7 +169,7 @@ class DFAMatcher(Matcher):
 
 
 def regex(pattern: str) -> Regex:
-    """Constrain the generated text to fully match `pattern` (Python `re` syntax, ASCII classes).
+    """Constrain the generated text to fully match `pattern` (Python `re` syntax and semantics).
 
     Example:
         >>> import guide

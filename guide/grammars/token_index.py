@@ -1,7 +1,9 @@
 """Token index: for every state of a byte DFA, the packed bitmask of tokens that keep it alive.
 
-All tokens are walked through all states at once with numpy gathers (tokens sorted by length,
-so step j only touches the tokens longer than j); no Python loop over the vocabulary.
+Tokens are walked through the DFA with numpy gathers, never a Python loop over the vocabulary:
+per state, only the tokens whose first byte the state accepts are gathered (tokens are grouped
+by first byte), and each further byte drops the tokens that died, so the work follows the
+survivors rather than states x vocabulary.
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ class TokenTable:
     ids: np.ndarray  # int64 [n]
     data: np.ndarray  # uint8 [n, max_len]
     active: np.ndarray  # int64 [max_len]: how many tokens are longer than j
+    lengths: np.ndarray  # int64 [n]
+    by_first: np.ndarray  # int64 [n]: token rows ordered by first byte
+    first_offsets: np.ndarray  # int64 [257]: by_first[first_offsets[b]:first_offsets[b+1]] start with b
 
 
 _tables: dict[str, TokenTable] = {}
@@ -53,7 +58,12 @@ def token_table(vocab: Vocabulary) -> TokenTable:
         cols = np.arange(len(flat)) - np.repeat(starts, lengths)
         data[rows, cols] = flat
         active = (lengths[None, :] > np.arange(max_len)[:, None]).sum(axis=1)
-        table = TokenTable(ids=ids_arr, data=data, active=active)
+        first = data[:, 0] if max_len else np.zeros(0, dtype=np.uint8)
+        by_first = np.argsort(first, kind="stable")
+        first_offsets = np.searchsorted(first[by_first], np.arange(257)).astype(np.int64)
+        table = TokenTable(
+            ids=ids_arr, data=data, active=active, lengths=lengths, by_first=by_first, first_offsets=first_offsets
+        )
         if len(_tables) >= 8:
             _tables.pop(next(iter(_tables)))
         _tables[vocab.fingerprint] = table
@@ -68,23 +78,49 @@ def state_masks(dfa: ByteDFA, vocab: Vocabulary) -> np.ndarray:
     EOS bits are set on accepting states; special tokens never.
     """
     table = token_table(vocab)
-    flat = dfa.transitions.reshape(-1).astype(np.int64)
-    n_states = dfa.n_states
-    masks = np.zeros((n_states, bitmask_width(vocab.model_width)), dtype=np.int32)
-    allowed = np.zeros((min(_STATE_CHUNK, max(n_states, 1)), vocab.model_width), dtype=bool)
-    successors: list[np.ndarray] = []
-    for states, cur in _walk_chunks(dfa, table, flat):
-        successors.extend(np.unique(row) for row in cur)
-        masks[states] = _pack_block(allowed, table, cur != dfa.dead)
-    live = _token_live(dfa, successors)
-    if not live.all():  # rare: redo the masks without the tokens that lead into token-dead states
-        live_or_dead = np.append(live, False)  # index `dead` -> False
-        for states, cur in _walk_chunks(dfa, table, flat):
-            masks[states] = _pack_block(allowed, table, live_or_dead[cur])
+    walks = walk_states(dfa, table)
+    live = _token_live(dfa, [np.unique(end) for _, end in walks])
+    masks = np.zeros((dfa.n_states, bitmask_width(vocab.model_width)), dtype=np.int32)
+    row = np.zeros(vocab.model_width, dtype=bool)
+    for q, (rows, end) in enumerate(walks):
+        row[:] = False
+        row[table.ids[rows[live[end]]]] = True
+        masks[q] = pack_bool(row)
     acc = np.flatnonzero(dfa.accepting & live)
     if acc.size:
         masks[acc] |= bits_from_ids(sorted(vocab.eos_ids), vocab.model_width)[None, :]
     return masks
+
+
+def walk_states(dfa: ByteDFA, table: TokenTable) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per DFA state q: (token rows of `table` that keep q alive, the state each one ends in)."""
+    trans = dfa.transitions.astype(np.int64)
+    flat = trans.reshape(-1)
+    dead = dfa.dead
+    offsets = table.first_offsets
+    out = []
+    for q in range(dfa.n_states):
+        firsts = np.flatnonzero(trans[q] != dead)
+        counts = offsets[firsts + 1] - offsets[firsts]
+        total = int(counts.sum())
+        if total == 0:
+            out.append((np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)))
+            continue
+        # positions offsets[b] .. offsets[b+1] for every accepted first byte b, concatenated
+        shift = np.repeat(offsets[firsts] - (np.cumsum(counts) - counts), counts)
+        rows = table.by_first[np.arange(total) + shift]
+        end = trans[q, table.data[rows, 0]]
+        j = 1
+        while rows.size:
+            longer = np.flatnonzero(table.lengths[rows] > j)
+            if not longer.size:
+                break
+            end[longer] = flat[end[longer] * 256 + table.data[rows[longer], j]]
+            alive = end != dead
+            rows, end = rows[alive], end[alive]
+            j += 1
+        out.append((rows, end))
+    return out
 
 
 def _pack_block(scratch: np.ndarray, table: TokenTable, ok: np.ndarray) -> np.ndarray:

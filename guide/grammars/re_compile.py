@@ -1,0 +1,330 @@
+"""Python regular expressions -> byte DFAs, with exact `re` semantics and bounded work.
+
+Python's own parser (`re._parser`) gives the syntax tree, so the accepted syntax, the error
+positions and the character classes are exactly those of `re` (Unicode `\\d`, `\\w`, `\\s` unless
+`(?a)`; `(?i)`, `(?s)` and `(?x)` flags). The tree becomes a Thompson NFA over code-point ranges,
+then a determinised byte DFA. Every step is bounded: NFA size (large counted repetitions), DFA
+states and wall-clock time, each with a clear `GrammarError` instead of a hang.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import sys
+import time
+from re import _constants as C  # type: ignore[attr-defined]  # Python >= 3.11
+from re import _parser as sre_parse  # type: ignore[attr-defined]
+
+from ..errors import GrammarError, UnsupportedFeatureError
+from .bytedfa import MAX_UNICODE, ByteDFA, determinise, utf8_sequences
+
+Ranges = tuple[tuple[int, int], ...]
+
+DEFAULT_MAX_NFA_STATES = 100_000
+DEFAULT_MAX_DFA_STATES = 50_000
+DEFAULT_TIME_BUDGET_S = 10.0
+
+_UNSUPPORTED = {
+    "GROUPREF": "backreference",
+    "GROUPREF_EXISTS": "conditional group (?(id)yes|no)",
+    "ASSERT": "lookaround assertion (?=...) / (?<=...)",
+    "ASSERT_NOT": "negative lookaround assertion (?!...) / (?<!...)",
+    "AT": "anchor or word boundary inside the pattern (^, $, \\A, \\Z, \\b, \\B)",
+    "ATOMIC_GROUP": "atomic group (?>...)",
+    "POSSESSIVE_REPEAT": "possessive repeat (*+, ++, ?+)",
+}
+
+
+def _normalise(ranges: list[tuple[int, int]]) -> Ranges:
+    out: list[tuple[int, int]] = []
+    for lo, hi in sorted(ranges):
+        if out and lo <= out[-1][1] + 1:
+            out[-1] = (out[-1][0], max(out[-1][1], hi))
+        else:
+            out.append((lo, hi))
+    return tuple(out)
+
+
+def _complement(ranges: Ranges) -> Ranges:
+    out, start = [], 0
+    for lo, hi in ranges:
+        if lo > start:
+            out.append((start, lo - 1))
+        start = hi + 1
+    if start <= MAX_UNICODE:
+        out.append((start, MAX_UNICODE))
+    return tuple(out)
+
+
+def _ranges_of(codepoints) -> Ranges:
+    return _normalise([(c, c) for c in codepoints])
+
+
+@functools.cache
+def _unicode_category(name: str) -> Ranges:
+    """The code points of `re`'s Unicode classes, read off the same predicates `re` uses."""
+    test = {"digit": str.isdecimal, "space": str.isspace, "word": lambda ch: ch.isalnum() or ch == "_"}[name]
+    return _ranges_of(c for c in range(sys.maxunicode + 1) if test(chr(c)))
+
+
+_ASCII_CATEGORY = {
+    "digit": _ranges_of(range(48, 58)),
+    "space": _ranges_of(b" \t\n\r\f\v"),
+    "word": _ranges_of(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_"),
+}
+
+
+def _category(code: str, flags: int) -> Ranges:
+    name = code.removeprefix("CATEGORY_").lower()
+    negate = name.startswith("not_")
+    name = name.removeprefix("not_")
+    base = _ASCII_CATEGORY[name] if flags & C.SRE_FLAG_ASCII else _unicode_category(name)
+    return _complement(base) if negate else base
+
+
+@functools.cache
+def _case_partners() -> dict[int, tuple[int, ...]]:
+    """Code point -> every code point with the same simple lower or upper case (built once, for (?i))."""
+    groups: dict[tuple[str, str], list[int]] = {}
+    for c in range(sys.maxunicode + 1):
+        ch = chr(c)
+        low, up = ch.lower(), ch.upper()
+        if low != ch or up != ch:
+            groups.setdefault(("l", low), []).append(c)
+            groups.setdefault(("u", up), []).append(c)
+    partners: dict[int, set[int]] = {}
+    for key, members in groups.items():
+        text = key[1]
+        if len(text) == 1:
+            members = [*members, ord(text)]
+        for c in members:
+            partners.setdefault(c, set()).update(members)
+    return {c: tuple(sorted(m)) for c, m in partners.items()}
+
+
+def _fold(ranges: Ranges, flags: int) -> Ranges:
+    """Under (?i) add every case partner (`k` also matches `K` and the Kelvin sign, as in `re`)."""
+    if not flags & C.SRE_FLAG_IGNORECASE:
+        return ranges
+    ascii_only = bool(flags & C.SRE_FLAG_ASCII)
+    partners = _case_partners()
+    extra = []
+    for lo, hi in ranges:
+        if hi - lo > 0x3000:  # a huge class (usually a complement) already holds both cases
+            continue
+        for c in range(lo, min(hi, 127) + 1) if ascii_only else range(lo, hi + 1):
+            extra.extend((p, p) for p in partners.get(c, ()) if not ascii_only or p < 128)
+    return _normalise(list(ranges) + extra)
+
+
+def _class(items, flags: int) -> Ranges:
+    negate = False
+    parts: list[tuple[int, int]] = []
+    for op, arg in items:
+        name = str(op)
+        if name == "NEGATE":
+            negate = True
+        elif name == "LITERAL":
+            parts.append((arg, arg))
+        elif name == "RANGE":
+            parts.append(arg)
+        elif name == "CATEGORY":
+            parts.extend(_category(str(arg), flags))
+        else:  # pragma: no cover - re's parser emits nothing else inside [...]
+            raise UnsupportedFeatureError(f"character class item {name}", feature=name.lower())
+    ranges = _fold(_normalise(parts), flags)
+    return _complement(ranges) if negate else ranges
+
+
+class _Budget:
+    def __init__(self, pattern: str, *, max_nfa_states: int, max_dfa_states: int, time_budget_s: float) -> None:
+        self.pattern = pattern
+        self.max_nfa_states = max_nfa_states
+        self.max_dfa_states = max_dfa_states
+        self.deadline = time.monotonic() + time_budget_s
+        self.time_budget_s = time_budget_s
+
+    def check_time(self) -> None:
+        if time.monotonic() > self.deadline:
+            raise GrammarError(
+                f"compiling regex {self.pattern!r} exceeded the {self.time_budget_s:g} s budget "
+                "(its automaton grows too large; simplify it or raise `time_budget_s`)"
+            )
+
+
+class _NFA:
+    """Thompson NFA over code points: range edges and epsilon edges, node 0.. in creation order."""
+
+    def __init__(self, budget: _Budget) -> None:
+        self.edges: list[list[tuple[Ranges, int]]] = []
+        self.eps: list[list[int]] = []
+        self.budget = budget
+
+    def node(self) -> int:
+        if len(self.edges) >= self.budget.max_nfa_states:
+            raise GrammarError(
+                f"regex {self.budget.pattern!r} needs more than {self.budget.max_nfa_states} automaton "
+                "states (large counted repetitions?); simplify it or raise `max_nfa_states`"
+            )
+        self.edges.append([])
+        self.eps.append([])
+        return len(self.edges) - 1
+
+    def chars(self, ranges: Ranges) -> tuple[int, int]:
+        s, e = self.node(), self.node()
+        if ranges:
+            self.edges[s].append((ranges, e))
+        return s, e
+
+    def build(self, items, flags: int) -> tuple[int, int]:
+        start = end = self.node()
+        for op, arg in items:
+            s, e = self._item(str(op), arg, flags)
+            self.eps[end].append(s)
+            end = e
+        return start, end
+
+    def _item(self, name: str, arg, flags: int) -> tuple[int, int]:
+        if name == "LITERAL":
+            return self.chars(_fold(((arg, arg),), flags))
+        if name == "NOT_LITERAL":
+            return self.chars(_complement(_fold(((arg, arg),), flags)))
+        if name == "ANY":
+            everything = ((0, MAX_UNICODE),)
+            return self.chars(everything if flags & C.SRE_FLAG_DOTALL else _complement(((10, 10),)))
+        if name == "IN":
+            return self.chars(_class(arg, flags))
+        if name == "SUBPATTERN":
+            _group, add_flags, del_flags, sub = arg
+            return self.build(sub, (flags | add_flags) & ~del_flags)
+        if name == "BRANCH":
+            s, e = self.node(), self.node()
+            for alt in arg[1]:
+                a_s, a_e = self.build(alt, flags)
+                self.eps[s].append(a_s)
+                self.eps[a_e].append(e)
+            return s, e
+        if name in ("MAX_REPEAT", "MIN_REPEAT"):  # lazy or greedy: the same language
+            return self._repeat(*arg, flags)
+        raise UnsupportedFeatureError(
+            f"regex {self.budget.pattern!r} uses a {_UNSUPPORTED.get(name, name)}, which a finite "
+            "automaton cannot express; rewrite the pattern without it",
+            feature=name.lower(),
+            where=self.budget.pattern,
+        )
+
+    def _repeat(self, low: int, high: int, sub, flags: int) -> tuple[int, int]:
+        start = cur = self.node()
+        for _ in range(low):
+            s, e = self.build(sub, flags)
+            self.eps[cur].append(s)
+            cur = e
+        if high == C.MAXREPEAT:
+            loop = self.node()
+            self.eps[cur].append(loop)
+            s, e = self.build(sub, flags)
+            self.eps[loop].append(s)
+            self.eps[e].append(loop)
+            return start, loop
+        end = self.node()
+        self.eps[cur].append(end)
+        for _ in range(high - low):
+            s, e = self.build(sub, flags)
+            self.eps[cur].append(s)
+            self.eps[e].append(end)
+            cur = e
+        return start, end
+
+
+def _byte_edges(nfa: _NFA) -> list[list[tuple[int, int, int]]]:
+    """Code-point edges -> UTF-8 byte edges, via suffix chains shared by every source node."""
+    edges: list[list[tuple[int, int, int]]] = [[] for _ in nfa.edges]
+    chains: dict[tuple[int, tuple], int] = {}
+    seqs: dict[Ranges, list] = {}
+
+    def chain(target: int, suffix: tuple) -> int:
+        if not suffix:
+            return target
+        node = chains.get((target, suffix))
+        if node is None:
+            nxt = chain(target, suffix[1:])
+            node = len(edges)
+            edges.append([(suffix[0][0], suffix[0][1], nxt)])
+            chains[(target, suffix)] = node
+        return node
+
+    for src, out in enumerate(nfa.edges):
+        for ranges, dst in out:
+            if ranges not in seqs:
+                seqs[ranges] = [seq for lo, hi in ranges for seq in utf8_sequences(lo, hi)]
+            for seq in seqs[ranges]:
+                edges[src].append((seq[0][0], seq[0][1], chain(dst, seq[1:])))
+    return edges
+
+
+def check_supported(pattern: str) -> None:
+    """Reject, before any automaton is built, what no finite automaton can express; with `re`'s own
+    errors (message, position, caret) for invalid syntax."""
+    if not isinstance(pattern, str):
+        raise TypeError(f"`pattern` has to be a str, but is {type(pattern).__name__}")
+    try:
+        tree = sre_parse.parse(strip_anchors(pattern))
+    except re.error as exc:
+        caret = "" if exc.pos is None else f"\n  {pattern}\n  {' ' * exc.pos}^"
+        raise GrammarError(f"invalid regex: {exc.msg} at position {exc.pos}{caret}") from exc
+    _check_tree(pattern, tree)
+
+
+def _check_tree(pattern: str, tree) -> None:
+    for op, arg in tree:
+        name = str(op)
+        if name in _UNSUPPORTED:
+            raise UnsupportedFeatureError(
+                f"regex {pattern!r} uses a {_UNSUPPORTED[name]}, which a finite automaton cannot "
+                "express; rewrite the pattern without it",
+                feature=name.lower(),
+                where=pattern,
+            )
+        if name == "SUBPATTERN":
+            _check_tree(pattern, arg[-1])
+        elif name in ("MAX_REPEAT", "MIN_REPEAT"):
+            _check_tree(pattern, arg[2])
+        elif name == "BRANCH":
+            for alt in arg[1]:
+                _check_tree(pattern, alt)
+
+
+def compile_regex(
+    pattern: str,
+    *,
+    max_nfa_states: int = DEFAULT_MAX_NFA_STATES,
+    max_dfa_states: int = DEFAULT_MAX_DFA_STATES,
+    time_budget_s: float = DEFAULT_TIME_BUDGET_S,
+) -> ByteDFA:
+    """The trimmed byte DFA of the strings that `re.fullmatch(pattern, s)` accepts.
+
+    A leading `^`/`\\A` and a trailing `$`/`\\Z` are redundant under full-match and dropped before
+    parsing; any other anchor, lookaround or backreference is an `UnsupportedFeatureError`.
+    """
+    budget = _Budget(pattern, max_nfa_states=max_nfa_states, max_dfa_states=max_dfa_states, time_budget_s=time_budget_s)
+    tree = sre_parse.parse(strip_anchors(pattern))
+    nfa = _NFA(budget)
+    start, end = nfa.build(tree, tree.state.flags)
+    edges = _byte_edges(nfa)
+    return determinise(edges, start, {end}, eps=nfa.eps, max_states=max_dfa_states, check_time=budget.check_time)
+
+
+def strip_anchors(pattern: str) -> str:
+    """Drop a leading `^`/`\\A` and an unescaped trailing `$`/`\\Z` (no-ops under full-match)."""
+    if pattern.startswith("^"):
+        pattern = pattern[1:]
+    elif pattern.startswith("\\A"):
+        pattern = pattern[2:]
+    for anchor in ("$", "\\Z"):
+        if pattern.endswith(anchor):
+            body = pattern[: -len(anchor)]
+            trailing = len(body) - len(body.rstrip("\\"))
+            if trailing % 2 == 0:
+                return body
+    return pattern
