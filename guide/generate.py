@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, overload
 
 from .constraint import Constraint
@@ -45,6 +46,16 @@ def format_prompt(
     return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
 
 
+@dataclass(frozen=True)
+class Generation:
+    """One generated sequence: its text, token ids, and whether the constraint accepts it as is
+    (False only when `max_new_tokens` cut a constrained text short)."""
+
+    text: str
+    token_ids: list[int]
+    complete: bool
+
+
 @overload
 def generate(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompt: str, constraint: Constraint | None, **kwargs: Any) -> str: ...
 @overload
@@ -74,12 +85,39 @@ def generate(
             satisfied (pass `allow_incomplete=True` to get the partial text instead).
         GuideDeadEnd: see `guide.constrain`.
     """
+    single = isinstance(prompt, str)
+    results = generate_detailed(
+        model, tokenizer, [prompt] if single else list(prompt), constraint,
+        max_new_tokens=max_new_tokens, chat=chat, system=system, on_dead_end=on_dead_end,
+        **generate_kwargs,
+    )
+    for result in results:
+        if not result.complete and not allow_incomplete:
+            raise IncompleteGenerationError(
+                "max_new_tokens ran out before the constraint was satisfied; partial text: "
+                f"{result.text!r} (raise `max_new_tokens`, or pass allow_incomplete=True)"
+            )
+    texts = [r.text for r in results]
+    return texts[0] if single and len(texts) == 1 else texts
+
+
+def generate_detailed(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: Sequence[str],
+    constraint: Constraint | Sequence[Constraint] | None,
+    *,
+    max_new_tokens: int = 128,
+    chat: bool | None = None,
+    system: str | None = None,
+    on_dead_end: DeadEndPolicy = "raise",
+    **generate_kwargs: Any,
+) -> list[Generation]:
+    """Like `generate`, for a batch, returning token ids and completeness instead of raising."""
     import torch
 
     from .processor import constrain
 
-    single = isinstance(prompt, str)
-    prompts = [prompt] if single else list(prompt)
     texts = [format_prompt(tokenizer, p, chat=chat, system=system) for p in prompts]
     eos = eos_ids_of(model, tokenizer)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos[0]
@@ -90,15 +128,13 @@ def generate(
     finally:
         tokenizer.padding_side = old_side
     inputs = inputs.to(model.device)
-    processors = []
     proc = None
     if constraint is not None:
         proc = constrain(tokenizer, constraint, on_dead_end=on_dead_end, eos_token_id=eos)
-        processors.append(proc)
     with torch.inference_mode():
         out = model.generate(
             **inputs,
-            logits_processor=processors,
+            logits_processor=[proc] if proc is not None else [],
             max_new_tokens=max_new_tokens,
             eos_token_id=eos,
             pad_token_id=pad,
@@ -110,14 +146,11 @@ def generate(
     for i, row in enumerate(new):
         end = next((j for j, t in enumerate(row) if t in eos), len(row))
         tokens = row[:end]
-        if proc is not None and end == len(row) and not allow_incomplete:
-            if not proc.replay(tokens, prompt_index=i // per_prompt).is_accepting():
-                raise IncompleteGenerationError(
-                    "max_new_tokens ran out before the constraint was satisfied; partial text: "
-                    f"{_decode(proc, tokenizer, tokens)!r} (raise `max_new_tokens`, or pass allow_incomplete=True)"
-                )
-        results.append(_decode(proc, tokenizer, tokens))
-    return results[0] if single and len(results) == 1 else results
+        complete = end < len(row) or proc is None  # no constraint: any text is complete
+        if not complete and proc is not None:
+            complete = proc.replay(tokens, prompt_index=i // per_prompt).is_accepting()
+        results.append(Generation(_decode(proc, tokenizer, tokens), tokens, complete))
+    return results
 
 
 def _decode(proc, tokenizer: PreTrainedTokenizerBase, tokens: list[int]) -> str:

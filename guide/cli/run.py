@@ -1,0 +1,143 @@
+"""What every generating command shares: reading prompts, loading the model, printing results."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from ..constraint import Constraint
+
+SAMPLERS_AVAILABLE = ("greedy", "sample")
+SAMPLERS_PLANNED = ("asap", "cd", "uscd", "scd", "ead", "mbr")
+
+
+class UsageError(Exception):
+    """Bad command-line input: exit code 2 with a one-line message."""
+
+
+@dataclass
+class Options:
+    model: Path | None
+    max_tokens: int
+    temperature: float
+    seed: int | None
+    sampler: str
+    chat: bool | None
+    system: str | None
+    json_out: bool
+    stream: bool
+    input_file: Path | None
+
+    @classmethod
+    def pick(cls, values: dict[str, Any]) -> Options:
+        return cls(**{f.name: values[f.name] for f in fields(cls)})
+
+
+def read_prompts(prompt: str | None, input_file: Path | None) -> list[str]:
+    if input_file is not None:
+        if prompt is not None:
+            raise UsageError("give either a PROMPT or --input, not both")
+        try:
+            lines = input_file.read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            raise UsageError(f"cannot read --input {input_file}: {exc.strerror}") from exc
+        prompts = []
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                item = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise UsageError(f"{input_file}:{number}:{exc.colno}: not JSON: {exc.msg}") from exc
+            text = item.get("prompt") if isinstance(item, dict) else item
+            if not isinstance(text, str) or not text.strip():
+                raise UsageError(f"{input_file}:{number}: expected a string or {{\"prompt\": \"...\"}}")
+            prompts.append(text)
+        if not prompts:
+            raise UsageError(f"--input {input_file} holds no prompts")
+        return prompts
+    if prompt == "-":
+        prompt = sys.stdin.read()
+    if prompt is None or not prompt.strip():
+        raise UsageError("the prompt is empty")
+    return [prompt]
+
+
+@contextlib.contextmanager
+def progress(message: str) -> Iterator[None]:
+    """A spinner on stderr while `message` runs; nothing at all when stderr is not a terminal."""
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    if not console.is_terminal:
+        yield
+        return
+    with console.status(message):
+        yield
+
+
+def _load(opts: Options):
+    from transformers.utils import logging as hf_logging
+
+    from ..models import load_default_model, load_model
+
+    hf_logging.disable_progress_bar()  # our own spinner on stderr replaces it
+
+    with progress("loading the model"):
+        return load_default_model() if opts.model is None else load_model(opts.model)
+
+
+def run_generation(make_constraint: Callable[[], Constraint], prompt: str | None, opts: Options) -> int:
+    """Generate for each prompt; returns the exit code (1 when an output is incomplete)."""
+    if opts.sampler not in SAMPLERS_AVAILABLE:
+        known = ", ".join(SAMPLERS_AVAILABLE + SAMPLERS_PLANNED)
+        if opts.sampler in SAMPLERS_PLANNED:
+            raise UsageError(f"--sampler {opts.sampler} is not available in this version yet (known: {known})")
+        raise UsageError(f"--sampler has to be one of {known}, not {opts.sampler!r}")
+    prompts = read_prompts(prompt, opts.input_file)
+    constraint = make_constraint()
+    started = time.perf_counter()
+    model, tok = _load(opts)
+    load_s = time.perf_counter() - started
+    import torch
+
+    from ..generate import generate_detailed
+
+    if opts.seed is not None:
+        torch.manual_seed(opts.seed)
+    kwargs: dict[str, Any] = {"do_sample": opts.sampler == "sample"}
+    if opts.sampler == "sample":
+        kwargs.update(temperature=opts.temperature, top_k=0, top_p=1.0)
+    failures = 0
+    for text in prompts:
+        streamer = None
+        if opts.stream and not opts.json_out:
+            from transformers import TextStreamer
+
+            streamer = TextStreamer(tok, skip_prompt=True, skip_special_tokens=True)
+        t0 = time.perf_counter()
+        result = generate_detailed(
+            model, tok, [text], constraint, max_new_tokens=opts.max_tokens, chat=opts.chat,
+            system=opts.system, streamer=streamer, **kwargs,
+        )[0]
+        seconds = time.perf_counter() - t0
+        if opts.json_out:
+            print(json.dumps({
+                "text": result.text, "tokens": result.token_ids, "complete": result.complete,
+                "constraint": constraint.key,
+                "timings": {"load_s": round(load_s, 3), "generate_s": round(seconds, 3),
+                            "tokens_per_s": round(len(result.token_ids) / seconds, 2) if seconds else None},
+            }, ensure_ascii=False), flush=True)
+        elif streamer is None:
+            print(result.text, flush=True)
+        if not result.complete:
+            failures += 1
+            print(f"guide: --max-tokens {opts.max_tokens} ran out before the output satisfied the constraint",
+                  file=sys.stderr)
+    return 1 if failures else 0

@@ -1,0 +1,131 @@
+"""The `guide` command: every command and error path, with stdout and stderr apart.
+
+Most tests drive the typer app in process with a tiny random Llama saved to a folder (so
+`--model PATH` is exercised); one runs the installed console script on the embedded model.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from guide.cli.app import app
+
+pytestmark = pytest.mark.model
+RUNNER = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory, smollm2_tokenizer):
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=49152, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+        num_attention_heads=2, num_key_value_heads=1, eos_token_id=2, pad_token_id=2, bos_token_id=1,
+    )
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    LlamaForCausalLM(config).save_pretrained(folder)
+    smollm2_tokenizer.save_pretrained(folder)
+    return folder
+
+
+def invoke(*args: str, stdin: str | None = None):
+    return RUNNER.invoke(app, list(args), input=stdin)
+
+
+def test_regex_output_fully_matches(model_dir):
+    result = invoke("regex", r"\d{3}-\d{4}", "Call me at?", "--model", str(model_dir))
+    assert result.exit_code == 0, result.stderr
+    assert re.fullmatch(r"\d{3}-\d{4}", result.stdout.strip()), result.stdout
+
+
+def test_choose_and_stdin_prompt(model_dir):
+    result = invoke("choose", "-", "--option", "red", "--option", "green", "--model", str(model_dir), stdin="Pick a colour")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.strip() in {"red", "green"}
+
+
+def test_json_output_and_sampling(model_dir):
+    result = invoke("regex", "[a-z]{2,5}", "x", "--model", str(model_dir), "--json", "--sampler", "sample", "--seed", "3")
+    assert result.exit_code == 0, result.stderr
+    record = json.loads(result.stdout)
+    assert re.fullmatch("[a-z]{2,5}", record["text"]) and record["complete"] is True
+    assert record["tokens"] and record["timings"]["generate_s"] >= 0
+
+
+def test_batch_input_writes_one_line_per_prompt(model_dir, tmp_path):
+    batch = tmp_path / "in.jsonl"
+    batch.write_text('{"prompt": "one"}\n"two"\n\n{"prompt": "three"}\n')
+    result = invoke("regex", "(yes|no)", "--input", str(batch), "--model", str(model_dir), "--no-chat")
+    assert result.exit_code == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 3 and set(lines) <= {"yes", "no"}
+
+
+def test_incomplete_output_exits_1(model_dir):
+    result = invoke("regex", "[a-z]{50}", "x", "--model", str(model_dir), "--max-tokens", "2")
+    assert result.exit_code == 1
+    assert "ran out" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["regex", "abc)", "x"], "invalid regex"),
+        (["regex", r"(a)\1", "x"], "backreference"),
+        (["regex", "a", "   "], "prompt is empty"),
+        (["regex", "a", "x", "--model", "/no/such/model"], "never downloads"),
+        (["regex", "a", "x", "--sampler", "mbr"], "not available"),
+        (["regex", "a", "x", "--sampler", "nope"], "has to be one of"),
+        (["regex", "a", "--input", "/no/such.jsonl"], "cannot read"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(args, message):
+    result = invoke(*args)
+    assert result.exit_code == 2, (result.stdout, result.stderr)
+    assert message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+    assert result.stdout == ""
+
+
+def test_bad_jsonl_names_line_and_column(tmp_path):
+    batch = tmp_path / "in.jsonl"
+    batch.write_text('"fine"\n{oops}\n')
+    result = invoke("regex", "a", "--input", str(batch))
+    assert result.exit_code == 2 and f"{batch}:2:2" in result.stderr
+
+
+def test_info_reports_kernels():
+    result = invoke("info", "--json")
+    assert result.exit_code == 0
+    facts = json.loads(result.stdout)
+    assert "torch" in facts["mask_kernels"] and facts["guide"]
+
+
+def test_help_is_fast_and_complete():
+    start = time.perf_counter()
+    out = subprocess.run([sys.executable, "-m", "guide.cli", "--help"], capture_output=True, text=True, check=True)
+    assert time.perf_counter() - start < 1.5
+    for command in ("regex", "choose", "info", "bench"):
+        assert command in out.stdout
+
+
+def test_console_script_on_the_embedded_model():
+    exe = Path(sys.executable).with_name("guide")
+    out = subprocess.run(
+        [str(exe), "regex", r"(19|20)\d{2}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])",
+         "Write 14 March 2023 as an ISO date.", "--json"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    record = json.loads(out.stdout)
+    assert re.fullmatch(r"(19|20)\d{2}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])", record["text"])
