@@ -1,0 +1,113 @@
+"""Safety nets: thread safety of shared compiled constraints, disk-cache corruption, no network."""
+
+from __future__ import annotations
+
+import random
+import socket
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+import guide
+from guide.cache import load_pickle, store_pickle
+from guide.constraint import COMPILE_CACHE
+from guide.testing import random_walk, toy_vocab
+
+DATE = r"(19|20)\d{2}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])"
+
+
+def _walks(compiled, seed: int) -> list[bytes]:
+    rng = random.Random(seed)
+    out = []
+    for _ in range(20):
+        tokens, _ = random_walk(compiled.matcher(), rng, max_tokens=30)
+        out.append(compiled.vocab.decode(tokens))
+    return out
+
+
+def test_one_compiled_constraint_shared_by_8_threads():
+    vocab = toy_vocab([b"20", b"19", b"-0", b"-1", b"12", b"31"])
+    compiled = guide.regex(DATE).compile(vocab)
+    sequential = [_walks(compiled, seed) for seed in range(8)]
+    with ThreadPoolExecutor(8) as pool:
+        concurrent = list(pool.map(lambda seed: _walks(compiled, seed), range(8)))
+    assert concurrent == sequential
+
+
+def test_concurrent_compiles_of_one_spec_build_it_once(tmp_path, monkeypatch):
+    monkeypatch.setenv("GUIDE_CACHE_DIR", str(tmp_path))
+    COMPILE_CACHE.clear()
+    vocab = toy_vocab([b"ab"])
+    spec = guide.regex(r"[a-c]{1,9}x")
+    barrier = threading.Barrier(8)
+
+    def compile_it(_):
+        barrier.wait()
+        return spec.compile(vocab)
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(compile_it, range(8)))
+    assert all(r is results[0] for r in results)
+
+
+@pytest.mark.model
+def test_generate_from_8_threads_equals_sequential(smollm2_tokenizer):
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=49152, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                         num_attention_heads=2, num_key_value_heads=1, eos_token_id=2, pad_token_id=2)
+    model = LlamaForCausalLM(config).eval()
+    spec = guide.regex(DATE)
+    prompts = [f"prompt number {i}" for i in range(8)]
+
+    def run(prompt: str) -> str:
+        return guide.generate(model, smollm2_tokenizer, prompt, spec, max_new_tokens=16, chat=False)
+
+    sequential = [run(p) for p in prompts]
+    with ThreadPoolExecutor(8) as pool:
+        assert list(pool.map(run, prompts)) == sequential
+
+
+@pytest.mark.parametrize("damage", [b"", b"garbage\x00\xff", "truncate"])
+def test_corrupt_compiled_cache_file_is_rebuilt(tmp_path, monkeypatch, damage):
+    monkeypatch.setenv("GUIDE_CACHE_DIR", str(tmp_path))
+    COMPILE_CACHE.clear()
+    vocab = toy_vocab()
+    first = guide.regex(r"q+r").compile(vocab)
+    (path,) = (tmp_path / "compiled").iterdir()
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2] if damage == "truncate" else damage)
+    COMPILE_CACHE.clear()
+    again = guide.regex(r"q+r").compile(vocab)
+    assert (again.masks == first.masks).all()
+    assert load_pickle(path) is not None  # rewritten whole
+
+
+def test_atomic_writes_survive_concurrent_writers(tmp_path):
+    path = tmp_path / "x.pkl"
+    payloads = [{"writer": i, "data": list(range(20_000))} for i in range(8)]
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda p: store_pickle(path, p), payloads))
+    assert load_pickle(path) in payloads
+    assert [p.name for p in tmp_path.iterdir()] == ["x.pkl"]  # no temp files left behind
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise OSError("network access attempted during a test")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+
+
+@pytest.mark.model
+def test_model_path_runs_entirely_offline(no_network):
+    model, tok = guide.load_default_model()
+    text = guide.generate(model, tok, "Give a date.", guide.regex(DATE), max_new_tokens=16)
+    assert text
+    with pytest.raises(guide.ModelLoadError, match="never downloads"):
+        guide.load_model("https://huggingface.co/HuggingFaceTB/SmolLM2-135M")
