@@ -27,8 +27,11 @@ def load_pickle(path: Path) -> Any | None:
         return None
 
 
-def store_pickle(path: Path, obj: Any) -> None:
-    """Write atomically (temp file + rename) so concurrent readers never see a torn file."""
+def store_pickle(path: Path, obj: Any, *, max_folder_bytes: int | None = None) -> None:
+    """Write atomically (temp file + rename) so concurrent readers never see a torn file.
+
+    With `max_folder_bytes`, the oldest files of the folder are removed until it fits.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     try:
@@ -38,3 +41,24 @@ def store_pickle(path: Path, obj: Any) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    if max_folder_bytes is not None:
+        prune(path.parent, max_folder_bytes, keep=path)
+
+
+def prune(folder: Path, max_bytes: int, *, keep: Path | None = None) -> None:
+    """Delete the least recently modified `*.pkl` files until the folder holds at most `max_bytes`."""
+    entries = []
+    for entry in folder.glob("*.pkl"):
+        try:
+            stat = entry.stat()
+        except FileNotFoundError:  # removed by a concurrent pruner
+            continue
+        entries.append((stat.st_mtime, stat.st_size, entry))
+    total = sum(size for _, size, _ in entries)
+    for _, size, entry in sorted(entries, key=lambda e: e[0]):
+        if total <= max_bytes:
+            break
+        if entry == keep:
+            continue
+        entry.unlink(missing_ok=True)
+        total -= size

@@ -244,13 +244,16 @@ class _UnionMatcher(Matcher):
 class CompileCache:
     """Bounded in-memory LRU of compiled constraints, backed by an on-disk pickle cache.
 
+    Defaults: 64 entries in memory, 1 GiB on disk (oldest files pruned first).
+
     Keys are (spec key, vocabulary fingerprint); a lock makes concurrent compiles of the same
     spec wait for one another instead of compiling twice.
     """
 
-    def __init__(self, *, max_entries: int = 64, disk: bool = True) -> None:
+    def __init__(self, *, max_entries: int = 64, disk: bool = True, max_disk_bytes: int = 1 << 30) -> None:
         self.max_entries = max_entries
         self.disk = disk
+        self.max_disk_bytes = max_disk_bytes
         self._entries: OrderedDict[tuple[str, str], Compiled] = OrderedDict()
         self._lock = threading.RLock()
 
@@ -278,7 +281,7 @@ class CompileCache:
             if compiled is None:
                 compiled = spec._compile(vocab)
                 if use_disk:
-                    store_pickle(self._disk_path(key), compiled)
+                    store_pickle(self._disk_path(key), compiled, max_folder_bytes=self.max_disk_bytes)
             self._entries[key] = compiled
             while len(self._entries) > self.max_entries:
                 self._entries.popitem(last=False)

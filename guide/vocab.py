@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 # Bump when the build logic changes, so older disk-cache entries become stale.
 _FORMAT = 1
 _MEMORY_LIMIT = 16
+_DISK_LIMIT = 256 << 20  # bytes of cached vocabularies kept on disk (oldest pruned first)
 _MEMORY: dict[str, Vocabulary] = {}
 # Per tokenizer object: skips serialising and hashing the tokenizer (~17 ms) on every generate call.
 _BY_OBJECT: weakref.WeakKeyDictionary[Any, dict[tuple, Vocabulary]] = weakref.WeakKeyDictionary()
@@ -320,7 +321,7 @@ class Vocabulary:
                 vocab.strip_leading_space,
             )
             try:
-                store_pickle(path, payload)
+                store_pickle(path, payload, max_folder_bytes=_DISK_LIMIT)
             except OSError as exc:
                 log.warning("could not write the vocabulary cache %s: %s", path, exc)
         return vocab

@@ -236,3 +236,10 @@ def test_oversized_patterns_fail_cleanly():
     with pytest.raises(guide.GrammarError, match="budget"):
         compile_regex("[ab]{0,30}a[ab]{0,30}", time_budget_s=0.2, max_dfa_states=10**7)
     assert time.perf_counter() - start < 15
+
+
+def test_bounds_are_keywords_of_regex(vocab):
+    with pytest.raises(guide.GrammarError, match="exceeds 50 states"):
+        guide.regex("[ab]{0,8}a[ab]{0,8}", max_dfa_states=50).compile(vocab, cache=False)
+    with pytest.raises(ValueError):
+        guide.regex("a", time_budget_s=0)

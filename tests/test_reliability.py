@@ -111,3 +111,15 @@ def test_model_path_runs_entirely_offline(no_network):
     assert text
     with pytest.raises(guide.ModelLoadError, match="never downloads"):
         guide.load_model("https://huggingface.co/HuggingFaceTB/SmolLM2-135M")
+
+
+def test_disk_cache_is_pruned_to_its_budget(tmp_path):
+    import os
+    import time
+
+    for i in range(6):
+        store_pickle(tmp_path / f"{i}.pkl", b"x" * 10_000, max_folder_bytes=35_000)
+        os.utime(tmp_path / f"{i}.pkl", (time.time() + i, time.time() + i))
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert "5.pkl" in names and len(names) <= 3
+    assert sum(p.stat().st_size for p in tmp_path.iterdir()) <= 35_000

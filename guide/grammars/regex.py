@@ -24,7 +24,7 @@ from ..bitmask import bits_from_ids
 from ..constraint import Compiled, Constraint, Matcher
 from ..errors import EmptyLanguageError, GrammarError
 from .bytedfa import ByteDFA
-from .re_compile import check_supported, compile_regex
+from .re_compile import DEFAULT_MAX_DFA_STATES, DEFAULT_TIME_BUDGET_S, check_supported, compile_regex
 from .token_index import state_masks
 
 if TYPE_CHECKING:
@@ -38,16 +38,26 @@ class Regex(Constraint):
 
     disk_cacheable = True
 
-    def __init__(self, pattern: str) -> None:
+    def __init__(
+        self,
+        pattern: str,
+        *,
+        max_dfa_states: int = DEFAULT_MAX_DFA_STATES,
+        time_budget_s: float = DEFAULT_TIME_BUDGET_S,
+    ) -> None:
         check_supported(pattern)
+        if max_dfa_states < 1 or time_budget_s <= 0:
+            raise ValueError("`max_dfa_states` and `time_budget_s` have to be positive")
         self.pattern = pattern
+        self.max_dfa_states = max_dfa_states
+        self.time_budget_s = time_budget_s
 
     @property
     def key(self) -> str:
         return "regex:" + self.pattern
 
     def byte_dfa(self) -> ByteDFA:
-        return compile_regex(self.pattern)
+        return compile_regex(self.pattern, max_dfa_states=self.max_dfa_states, time_budget_s=self.time_budget_s)
 
     def _compile(self, vocab: Vocabulary) -> Compiled:
         dfa = self.byte_dfa()
@@ -168,14 +178,19 @@ class DFAMatcher(Matcher):
             self.state = self.history.pop()
 
 
-def regex(pattern: str) -> Regex:
+def regex(
+    pattern: str, *, max_dfa_states: int = DEFAULT_MAX_DFA_STATES, time_budget_s: float = DEFAULT_TIME_BUDGET_S
+) -> Regex:
     """Constrain the generated text to fully match `pattern` (Python `re` syntax and semantics).
+
+    Compiling is bounded: more than `max_dfa_states` automaton states (default 50,000) or more
+    than `time_budget_s` seconds (default 10) raises `GrammarError` instead of hanging.
 
     Example:
         >>> import guide
         >>> date = guide.regex(r"\\d{4}-\\d{2}-\\d{2}")
     """
-    return Regex(pattern)
+    return Regex(pattern, max_dfa_states=max_dfa_states, time_budget_s=time_budget_s)
 
 
 def choice(options: Sequence[str]) -> Choice:
