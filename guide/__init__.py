@@ -29,6 +29,8 @@ from .vocab import Vocabulary
 
 if TYPE_CHECKING:
     from .bitmask import allocate_bitmask, apply_bitmask
+    from .grammars.cfg import grammar
+    from .grammars.json_schema import json_schema, json_value
     from .models import load_default_model, load_model
     from .processor import GuideLogitsProcessor, constrain
 
@@ -41,6 +43,9 @@ _LAZY = {
     "GuideLogitsProcessor": "processor",
     "load_default_model": "models",
     "load_model": "models",
+    "grammar": "grammars.cfg",
+    "json_schema": "grammars.json_schema",
+    "json_value": "grammars.json_schema",
 }
 
 
@@ -77,6 +82,9 @@ __all__ = [
     "choice",
     "constrain",
     "generate",
+    "grammar",
+    "json_schema",
+    "json_value",
     "load_default_model",
     "load_model",
     "regex",

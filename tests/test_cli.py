@@ -129,3 +129,68 @@ def test_console_script_on_the_embedded_model():
     assert out.returncode == 0, out.stderr
     record = json.loads(out.stdout)
     assert re.fullmatch(r"(19|20)\d{2}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])", record["text"])
+
+
+PERSON = {
+    "type": "object",
+    "properties": {"name": {"type": "string", "maxLength": 8}, "age": {"type": "integer", "minimum": 0, "maximum": 120}},
+    "required": ["name", "age"],
+    "additionalProperties": False,
+}
+
+
+def test_json_output_validates_against_the_schema(model_dir, tmp_path):
+    import jsonschema
+
+    schema = tmp_path / "person.json"
+    schema.write_text(json.dumps(PERSON))
+    # 8 characters may be spelled as \uXXXX escapes: up to ~80 bytes in all
+    result = invoke("json", "--schema", str(schema), "A person:", "--model", str(model_dir), "--max-tokens", "160")
+    assert result.exit_code == 0, result.stderr
+    jsonschema.validate(json.loads(result.stdout), PERSON)
+
+
+def test_grammar_output_parses_with_lark(model_dir, tmp_path):
+    import lark
+
+    text = 'start: "(" NUM "+" NUM ")"\nNUM: /[1-9][0-9]?/\n'  # at most 9 bytes: always completes
+    path = tmp_path / "sum.lark"
+    path.write_text(text)
+    result = invoke("grammar", "--lark", str(path), "sum:", "--model", str(model_dir), "--max-tokens", "16")
+    assert result.exit_code == 0, result.stderr
+    lark.Lark(text, parser="lalr").parse(result.stdout.strip())
+
+
+def test_validate_reports_unsupported_keywords_and_checks_data(tmp_path):
+    schema = tmp_path / "s.json"
+    schema.write_text(json.dumps({"type": "array", "uniqueItems": True}))
+    result = invoke("validate", "--schema", str(schema))
+    assert result.exit_code == 1
+    assert "/uniqueItems" in result.stdout and "uniqueItems" in result.stderr
+    schema.write_text(json.dumps(PERSON))
+    good, bad = tmp_path / "good.json", tmp_path / "bad.json"
+    good.write_text('{"name": "Al", "age": 3}')
+    bad.write_text('{"name": "Al", "age": 300}')
+    assert invoke("validate", "--schema", str(schema), str(good)).exit_code == 0
+    rejected = invoke("validate", "--schema", str(schema), str(bad))
+    assert rejected.exit_code == 1 and "rejected" in rejected.stdout
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [("{not json", "s.json:1:2: the schema is not JSON"), ('{"type": "strnig"}', "strnig")],
+)
+def test_bad_schema_files_exit_2_with_location(tmp_path, content, message):
+    schema = tmp_path / "s.json"
+    schema.write_text(content)
+    result = invoke("json", "--schema", str(schema), "x")
+    assert result.exit_code == 2, (result.stdout, result.stderr)
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_missing_files_and_grammar_errors_exit_2(tmp_path):
+    assert "cannot read --schema" in invoke("json", "--schema", str(tmp_path / "none.json"), "x").stderr
+    bad = tmp_path / "bad.lark"
+    bad.write_text("start: (\n")
+    result = invoke("grammar", "--lark", str(bad), "x")
+    assert result.exit_code == 2 and "line" in result.stderr

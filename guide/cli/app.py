@@ -102,6 +102,133 @@ def choose(
     _run(lambda: choice(option), prompt, Options.pick(locals()))
 
 
+StrictOpt = Annotated[bool, typer.Option("--strict/--lenient", help="Unsupported schema keywords: error (strict) or warn and ignore.")]
+WhitespaceOpt = Annotated[str, typer.Option("--whitespace", help="JSON layout: compact (none) or pretty (bounded indentation).")]
+
+
+def _read_text(path: Path, what: str) -> str:
+    if str(path) == "-":
+        return sys.stdin.read()
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot read {what} {path}: {exc.strerror}") from exc
+
+
+def _read_schema(path: Path):
+    text = _read_text(path, "--schema")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{path}:{exc.lineno}:{exc.colno}: the schema is not JSON: {exc.msg}") from exc
+
+
+def _json_constraint(schema_file: Path, strict: bool, whitespace: str):
+    import warnings
+
+    from ..grammars.json_schema import json_schema
+
+    schema = _read_schema(schema_file)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        constraint = json_schema(schema, strict=strict, whitespace=whitespace)
+    for warning in caught:
+        typer.echo(f"guide: warning: {str(warning.message).splitlines()[0]}", err=True)
+    return constraint
+
+
+@app.command("json")
+def json_command(
+    schema: Annotated[Path, typer.Option("--schema", help="A JSON Schema file ('-' reads stdin).")],
+    prompt: PromptArg = None,
+    strict: StrictOpt = True,
+    whitespace: WhitespaceOpt = "compact",
+    model: ModelOpt = None,
+    max_tokens: MaxTokensOpt = 256,
+    temperature: TemperatureOpt = 1.0,
+    seed: SeedOpt = None,
+    sampler: SamplerOpt = "greedy",
+    chat: ChatOpt = None,
+    system: SystemOpt = None,
+    json_out: JsonOpt = False,
+    stream: StreamOpt = False,
+    input_file: InputOpt = None,
+) -> None:
+    """Generate a JSON document valid against the schema."""
+    if str(schema) == "-" and prompt == "-":
+        _fail("the schema and the prompt cannot both come from stdin", 2)
+    _run(lambda: _json_constraint(schema, strict, whitespace), prompt, Options.pick(locals()))
+
+
+@app.command()
+def grammar(
+    lark: Annotated[Path, typer.Option("--lark", help="A lark grammar file (LALR(1)).")],
+    prompt: PromptArg = None,
+    start: Annotated[str, typer.Option("--start", help="The start rule.")] = "start",
+    model: ModelOpt = None,
+    max_tokens: MaxTokensOpt = 256,
+    temperature: TemperatureOpt = 1.0,
+    seed: SeedOpt = None,
+    sampler: SamplerOpt = "greedy",
+    chat: ChatOpt = None,
+    system: SystemOpt = None,
+    json_out: JsonOpt = False,
+    stream: StreamOpt = False,
+    input_file: InputOpt = None,
+) -> None:
+    """Generate text in the language of a lark grammar."""
+    from ..grammars.cfg import grammar as make_grammar
+
+    _run(lambda: make_grammar(_read_text(lark, "--lark"), start=start), prompt, Options.pick(locals()))
+
+
+@app.command()
+def validate(
+    schema: Annotated[Path, typer.Option("--schema", help="A JSON Schema file.")],
+    data: Annotated[Path | None, typer.Argument(help="A JSON document to check against the compiled grammar ('-' reads stdin).")] = None,
+    whitespace: WhitespaceOpt = "compact",
+) -> None:
+    """Check that a schema compiles in strict mode (listing every unsupported keyword), without a model."""
+    try:
+        _validate(schema, data, whitespace)
+    except UsageError as exc:
+        _fail(str(exc), 2)
+    except GuideError as exc:
+        _fail(str(exc), 1)
+
+
+def _validate(schema_file: Path, data: Path | None, whitespace: str) -> None:
+    import lark as lark_module
+
+    from ..errors import UnsupportedFeatureError
+    from ..grammars.json_schema import schema_to_lark
+
+    schema = _read_schema(schema_file)
+    try:
+        compiled = schema_to_lark(schema, strict=True, whitespace=whitespace)
+    except UnsupportedFeatureError:
+        lenient = schema_to_lark(schema, strict=False, whitespace=whitespace)
+        for pointer, keyword, message in lenient.warnings:
+            typer.echo(f"{schema_file}: {pointer}: unsupported `{keyword}`: {message}")
+        raise
+    typer.echo(f"{schema_file}: compiles in strict mode")
+    if data is None:
+        return
+    text = _read_text(data, "DATA")
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{data}:{exc.lineno}:{exc.colno}: not JSON: {exc.msg}") from exc
+    compact = json.dumps(document, separators=(",", ":"), ensure_ascii=False)
+    parser = lark_module.Lark(compiled.lark_text, parser="lalr", lexer="contextual", start="start")
+    try:
+        parser.parse(compact)
+    except lark_module.exceptions.LarkError as exc:
+        typer.echo(f"{data}: rejected (in the grammar's canonical layout): {str(exc).splitlines()[0]}")
+        raise typer.Exit(1) from None
+    typer.echo(f"{data}: accepted")
+
+
 @app.command()
 def info(json_out: JsonOpt = False) -> None:
     """Versions, cache folder, default model and available mask kernels."""

@@ -1,0 +1,223 @@
+"""JSON Schema coverage of `guide.grammars.json_schema` on the JSONSchemaBench dev split.
+
+For each of the 790 schemas in /work/shared/data/jsonschemabench-dev.jsonl: does it compile in
+strict mode, in lenient mode, or not at all (by error category and keyword); how long the
+grammar takes to build (schema -> lark text, and lark LALR construction); and, with lark's own
+LALR parser as the engine, whether the bundled test instances are accepted / rejected as the
+`jsonschema` validator (format checking on) says.
+
+    python benchmarks/bench_schema_coverage.py [--quick]
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import signal
+import statistics
+import sys
+import time
+import warnings
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+DATA = Path("/work/shared/data/jsonschemabench-dev.jsonl")
+TARGETS = {"strict": 0.90, "lenient": 0.98, "valid_accepted": 0.99}
+LARK_BUDGET_S = 10  # per schema, for lark's LALR + lexer construction (slow on very large grammars)
+
+
+class _Timeout(Exception):
+    pass
+
+
+def _alarm(_signum, _frame):
+    raise _Timeout
+
+
+def _load(quick: bool) -> list[dict]:
+    rows = [
+        json.loads(line) for line in DATA.read_text(encoding="utf-8").splitlines() if line.strip()
+    ]
+    return rows[::5] if quick else rows
+
+
+def _validator(schema):
+    import jsonschema
+
+    cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
+    return cls(schema, format_checker=cls.FORMAT_CHECKER)
+
+
+def _texts(data) -> list[str]:
+    return [json.dumps(data, separators=(",", ":"), ensure_ascii=False)]
+
+
+def _reorder_for(schema, data):
+    try:
+        sys.path.insert(0, str(ROOT / "tests"))
+        from test_json_schema_suite import reorder
+
+        return reorder(schema, data, schema)
+    except Exception:  # noqa: BLE001 - best effort
+        return data
+
+
+def run(quick: bool = False) -> str:
+    import lark
+    import lark.lexer
+
+    from guide.errors import GrammarError, UnsupportedFeatureError
+    from guide.grammars.json_schema import schema_to_lark
+
+    lark.lexer.has_interegular = False  # lark's optional collision report: slow and only logs
+    rows = _load(quick)
+    by_cat: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+    strict_kw: collections.Counter = collections.Counter()
+    lenient_err: collections.Counter = collections.Counter()
+    t_text, t_lark = [], []
+    inst = collections.Counter()
+    examples_bad: list[str] = []
+    for row in rows:
+        cat, schema = row["category"], row["schema"]
+        c = by_cat[cat]
+        c["schemas"] += 1
+        mode = None
+        grammar = None
+        t0 = time.perf_counter()
+        try:
+            grammar = schema_to_lark(schema, strict=True)
+            mode = "strict"
+        except UnsupportedFeatureError as exc:
+            strict_kw[exc.feature] += 1
+        except (GrammarError, RecursionError) as exc:
+            strict_kw["error:" + type(exc).__name__] += 1
+        if grammar is None:
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    grammar = schema_to_lark(schema, strict=False)
+                mode = "lenient"
+            except (GrammarError, RecursionError) as exc:
+                lenient_err[f"{type(exc).__name__}: {getattr(exc, 'feature', str(exc)[:60])}"] += 1
+                mode = "error"
+        t1 = time.perf_counter()
+        c[mode] += 1
+        if grammar is None:
+            continue
+        old = signal.signal(signal.SIGALRM, _alarm)
+        signal.alarm(LARK_BUDGET_S)
+        try:
+            parser = lark.Lark(grammar.lark_text, parser="lalr", lexer="contextual", start="start")
+        except _Timeout:
+            c["lark_timeout"] += 1
+            continue
+        except Exception as exc:  # noqa: BLE001 - counted and reported
+            c["lark_error"] += 1
+            lenient_err[f"lark: {type(exc).__name__}"] += 1
+            continue
+        finally:
+            signal.alarm(0)
+            signal.signal(signal.SIGALRM, old)
+        t2 = time.perf_counter()
+        t_text.append(t1 - t0)
+        t_lark.append(t2 - t1)
+        try:
+            validator = _validator(schema)
+        except Exception:  # noqa: BLE001
+            continue
+        for test in row.get("tests", []):
+            data = test["data"]
+            try:
+                truth = validator.is_valid(data)
+            except Exception:  # noqa: BLE001
+                continue
+            texts = {
+                json.dumps(d, separators=(",", ":"), ensure_ascii=False)
+                for d in (data, _reorder_for(schema, data))
+            }
+            ok = False
+            for text in texts:
+                try:
+                    parser.parse(text)
+                    ok = True
+                    break
+                except lark.exceptions.LarkError:
+                    pass
+            key = f"{mode}_{'valid' if truth else 'invalid'}"
+            inst[key] += 1
+            inst[key + ("_accepted" if ok else "_rejected")] += 1
+            if ok and not truth and mode == "strict":
+                examples_bad.append(f"{row['id']}: {sorted(texts)[0][:120]}")
+
+    n = sum(c["schemas"] for c in by_cat.values())
+    n_strict = sum(c["strict"] for c in by_cat.values())
+    n_len = n_strict + sum(c["lenient"] for c in by_cat.values())
+    lines = [
+        f"## JSON Schema coverage (JSONSchemaBench dev, {n} schemas{', quick: every 5th' if quick else ''})",
+        "",
+    ]
+    lines.append("| category | schemas | strict | lenient | error | lark build > 10 s |")
+    lines.append("|---|---:|---:|---:|---:|---:|")
+    for cat in sorted(by_cat):
+        c = by_cat[cat]
+        lines.append(
+            f"| {cat} | {c['schemas']} | {c['strict']} | {c['lenient']} | {c['error'] + c['lark_error']} | {c['lark_timeout']} |"
+        )
+    n_to = sum(c["lark_timeout"] for c in by_cat.values())
+    lines.append(
+        f"| **all** | {n} | {n_strict} ({n_strict / n:.1%}) | {n_len} cumulative ({n_len / n:.1%}) | {n - n_len} | {n_to} |"
+    )
+    lines.append("")
+    lines.append(
+        f"Targets: strict >= {TARGETS['strict']:.0%}, strict+lenient >= {TARGETS['lenient']:.0%}."
+    )
+    lines.append("")
+    lines.append(
+        "Strict-mode errors by keyword: "
+        + ", ".join(f"`{k}` {v}" for k, v in strict_kw.most_common())
+    )
+    if lenient_err:
+        lines.append("")
+        lines.append(
+            "Lenient-mode errors: " + ", ".join(f"{k} {v}" for k, v in lenient_err.most_common())
+        )
+    if t_text:
+
+        def stats(ts):
+            ts = sorted(ts)
+            return (
+                f"median {statistics.median(ts) * 1e3:.1f} ms, p95 {ts[int(0.95 * (len(ts) - 1))] * 1e3:.1f} ms, "
+                f"max {ts[-1] * 1e3:.0f} ms"
+            )
+
+        lines.append("")
+        lines.append(
+            f"Grammar build: schema -> lark text {stats(t_text)}; lark LALR construction {stats(t_lark)}."
+        )
+    lines.append("")
+    lines.append(
+        "Test instances with lark (LALR, contextual lexer) as the engine, vs `jsonschema` + format checker:"
+    )
+    lines.append("")
+    lines.append("| mode | valid accepted | valid rejected | invalid rejected | invalid accepted |")
+    lines.append("|---|---:|---:|---:|---:|")
+    for mode in ("strict", "lenient"):
+        va, vr = inst[f"{mode}_valid_accepted"], inst[f"{mode}_valid_rejected"]
+        ia, ir = inst[f"{mode}_invalid_accepted"], inst[f"{mode}_invalid_rejected"]
+        rate = f" ({va / (va + vr):.1%})" if va + vr else ""
+        lines.append(f"| {mode} | {va}{rate} | {vr} | {ir} | {ia} |")
+    if examples_bad:
+        lines.append("")
+        lines.append(
+            "Invalid instances accepted in strict mode (must be none): "
+            + "; ".join(examples_bad[:5])
+        )
+    text = "\n".join(lines) + "\n"
+    print(text)
+    return text
+
+
+if __name__ == "__main__":
+    run(quick="--quick" in sys.argv)

@@ -1,0 +1,973 @@
+"""Context-free grammar constraints: `guide.grammars.cfg.grammar(lark_text)` and `builtin(name)`.
+
+The generated text is exactly a string that
+``lark.Lark(text, parser="lalr", lexer="contextual", start=start).parse`` accepts.
+
+Pieces:
+- lark itself parses the grammar text, resolves ``%import``/templates and builds the LALR(1)
+  table (so errors and conflicts are lark's own, wrapped in `GrammarError`);
+- every terminal becomes a byte DFA (`regex.py` / `bytedfa.py`), and all of them are run in
+  parallel as one product automaton (`_Lexer`) whose states know which terminals are still
+  alive and which accept;
+- a small immutable stack machine over lark's parse table (a stack is a tuple of LALR states,
+  so fork and rollback are copies of tuples);
+- lexing is contextual like lark's: the terminals considered at a lexeme are those the LALR
+  state has an action for (plus the ``%ignore``d ones); a lexeme extends while one of them can
+  still match (longest match), and when it can no longer extend it ends with the best terminal
+  it accepts (higher priority first; at equal priority a string literal beats a regex, as lark's
+  "unless" rule does).
+
+Masks: for a lexer state ``q`` and the set ``A`` of terminals in play, all tokens of the
+vocabulary are walked once through the restricted automaton (vectorised, as `token_index.py`,
+over "units": tokens rewritten as sequences of byte classes the lexer cannot tell apart and
+deduplicated, 429 units instead of 49,135 tokens for the arithmetic grammar); tokens that stay
+inside the lexeme form one bitmask (kept when the lexeme can still become a terminal the parser
+takes); an ``%ignore``d lexeme boundary restarts lexing inside the same walk; tokens that cross
+another boundary are grouped by the terminal that ends it and their remainders form a smaller
+set walked from the start of the next lexeme, under the accept set of the parser state reached
+after that terminal. Walks are precomputed at compile time (within a time budget, the rest on
+first use); parser-dependent results (feeds, accept sets, masks) are cached by the top of the
+parser stack they actually read, so stacks that agree there share them. A mask then costs a
+few dict look-ups and bitmask ORs.
+
+Known differences from lark: lark's lexer tries terminals in priority order and takes the first
+regex alternative that matches, where this lexer takes the longest match and uses priorities
+only to break ties, so grammars whose terminals overlap with *different* priorities may lex
+differently; regex classes ``\d``, ``\w``, ``\s`` are ASCII-only here (lark's are Unicode).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..bitmask import bitmask_width, bits_from_ids
+from ..constraint import Compiled, Constraint, Matcher
+from ..errors import EmptyLanguageError, GrammarError, UnsupportedFeatureError
+from .regex import Regex
+from .token_index import token_table
+
+if TYPE_CHECKING:
+    from ..vocab import Vocabulary
+
+_MAX_LEXER_STATES = 20_000
+_MASK_CACHE_LIMIT = 4096
+_CACHE_LIMIT = 200_000
+_PRECOMPUTE_BUDGET_S = 0.25
+_END = "$END"
+
+# lark's common.lark terminals whose compiled regexes use lookaround, mapped to equivalent
+# lookaround-free regexes (lark's `.` excludes "\n", so these do too).
+_COMMON_TRANSLATIONS = {
+    "ESCAPED_STRING": r'"(?:[^"\\\n]|\\[^\n])*"',
+}
+
+
+@lru_cache(maxsize=1)
+def _known_lookaround_terminals() -> dict[str, str]:
+    """lark's compiled regex for each common terminal in `_COMMON_TRANSLATIONS` -> our regex."""
+    import lark
+
+    names = ", ".join(_COMMON_TRANSLATIONS)
+    text = "start: " + " ".join(_COMMON_TRANSLATIONS) + f"\n%import common ({names})\n"
+    parser = lark.Lark(text, parser="lalr")
+    out = {}
+    for term in parser.terminals:
+        if term.name in _COMMON_TRANSLATIONS:
+            out[term.pattern.to_regexp()] = _COMMON_TRANSLATIONS[term.name]
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Grammar analysis (vocabulary-independent)
+
+
+@dataclass(frozen=True, eq=False)
+class _Lexer:
+    """The product automaton of all terminal DFAs. State `dead` (== n) is absorbing."""
+
+    names: tuple[str, ...]
+    trans: np.ndarray  # int32 [n + 1, 256]
+    alive: tuple[int, ...]  # per state (dead included): bitset of terminals that can still match
+    accept: tuple[int, ...]  # per state (dead included): bitset of terminals that match here
+    rank: tuple[int, ...]  # terminal indices, best first (priority, string over regex, lark order)
+    ignored: int  # bitset of %ignore'd terminals
+    initial: int = 0
+
+    @property
+    def dead(self) -> int:
+        return int(self.trans.shape[0]) - 1
+
+
+def _terminal_regex(term) -> str:
+    from lark.lexer import PatternStr
+
+    if isinstance(term.pattern, PatternStr):
+        return term.pattern.to_regexp()
+    regexp = term.pattern.to_regexp()
+    return _known_lookaround_terminals().get(regexp, regexp)
+
+
+def _build_lexer(terminals: list, ignored: set[str]) -> _Lexer:
+    from lark.lexer import PatternStr
+
+    dfas = []
+    for term in terminals:
+        regexp = _terminal_regex(term)
+        try:
+            dfa = Regex(regexp).byte_dfa()
+        except UnsupportedFeatureError as exc:
+            raise UnsupportedFeatureError(
+                f"terminal {term.name} (/{term.pattern.value}/) cannot be compiled to an automaton: {exc}",
+                feature=exc.feature,
+                where=term.name,
+            ) from exc
+        except GrammarError as exc:
+            raise GrammarError(f"terminal {term.name}: {exc}") from exc
+        if dfa.initial == dfa.dead:
+            raise EmptyLanguageError(f"terminal {term.name} matches no string")
+        if dfa.accepting[dfa.initial]:
+            raise GrammarError(f"terminal {term.name} matches the empty string")
+        dfas.append(dfa)
+    k = len(dfas)
+    deads = np.array([d.dead for d in dfas], dtype=np.int64)
+    accepting = [np.append(d.accepting, False) for d in dfas]
+    start = tuple(d.initial for d in dfas)
+    # The start state is never the target of a transition, even when every terminal DFA comes
+    # back to its own start (it stands for "no byte of the lexeme yet").
+    ids: dict[tuple[int, ...], int] = {}
+    order = [start]
+    rows: list[np.ndarray] = []
+    i = 0
+    while i < len(order):
+        cur = order[i]
+        nxt = np.stack([dfas[t].transitions[cur[t]] for t in range(k)], axis=1)  # [256, k]
+        uniq, inverse = np.unique(nxt, axis=0, return_inverse=True)
+        targets = []
+        for row in uniq:
+            if (row == deads).all():
+                targets.append(-1)
+                continue
+            key = tuple(row.tolist())
+            sid = ids.get(key)
+            if sid is None:
+                sid = ids[key] = len(order)
+                order.append(key)
+                if len(order) > _MAX_LEXER_STATES:
+                    raise GrammarError(f"the lexer automaton exceeds {_MAX_LEXER_STATES} states; simplify the terminals")
+            targets.append(sid)
+        rows.append(np.asarray(targets, dtype=np.int64)[np.asarray(inverse).reshape(-1)])
+        i += 1
+    n = len(order)
+    trans = np.full((n + 1, 256), n, dtype=np.int32)
+    table = np.stack(rows)
+    trans[:n] = np.where(table < 0, n, table)
+    alive, accept = [], []
+    for st in order:
+        a = c = 0
+        for t in range(k):
+            if st[t] != deads[t]:
+                a |= 1 << t
+                if accepting[t][st[t]]:
+                    c |= 1 << t
+        alive.append(a)
+        accept.append(c)
+    alive.append(0)
+    accept.append(0)
+
+    def rank_key(t: int):
+        term = terminals[t]
+        return (-term.priority, not isinstance(term.pattern, PatternStr), -term.pattern.max_width,
+                -len(term.pattern.value), term.name)
+
+    rank = tuple(sorted(range(k), key=rank_key))
+    ign = 0
+    for t, term in enumerate(terminals):
+        if term.name in ignored:
+            ign |= 1 << t
+    return _Lexer(tuple(t.name for t in terminals), trans, tuple(alive), tuple(accept), rank, ign)
+
+
+@dataclass(frozen=True, eq=False)
+class _Parser:
+    """lark's LALR table as plain dicts: actions[state][terminal] = (is_shift, target or rule)."""
+
+    actions: tuple[dict, ...]
+    gotos: tuple[dict, ...]
+    rules: tuple[tuple[int, str], ...]  # (length of the expansion, origin)
+    initial: int
+    end_state: int
+
+
+def _build_parser(lark_obj, start: str, term_index: dict[str, int]) -> tuple[_Parser, list[int]]:
+    from lark.parsers.lalr_analysis import Shift
+
+    table = lark_obj.parser.parser.parser.parse_table
+    rule_names = {rule.origin.name for rule in lark_obj.rules}
+    for row in table.states.values():
+        for sym in row:
+            if sym != _END and sym not in term_index and sym not in rule_names:
+                raise UnsupportedFeatureError(
+                    f"terminal {sym} has no pattern (%declare): only a lark postlexer can produce it, "
+                    "and guide runs none; define the terminal instead",
+                    feature="declare",
+                    where=sym,
+                )
+    n = max(table.states) + 1
+    rule_ids: dict = {}
+    rules: list[tuple[int, str]] = []
+    actions: list[dict] = [{} for _ in range(n)]
+    gotos: list[dict] = [{} for _ in range(n)]
+    lark_accepts = [0] * n
+    for state, row in table.states.items():
+        acc = 0
+        for sym, (action, arg) in row.items():
+            is_term = sym == _END or sym in term_index
+            if action is Shift:
+                if is_term:
+                    actions[state][sym] = (True, arg)
+                else:
+                    gotos[state][sym] = arg
+            else:
+                rid = rule_ids.get(arg)
+                if rid is None:
+                    rid = rule_ids[arg] = len(rules)
+                    rules.append((len(arg.expansion), arg.origin.name))
+                actions[state][sym] = (False, rid)
+            if sym in term_index:
+                acc |= 1 << term_index[sym]
+        lark_accepts[state] = acc
+    parser = _Parser(tuple(actions), tuple(gotos), tuple(rules), table.start_states[start], table.end_states[start])
+    return parser, lark_accepts
+
+
+def _wrap_lark_error(exc: Exception) -> GrammarError:
+    msg = str(exc)
+    if "collision" in msg.lower() or "conflict" in msg.lower():
+        return GrammarError(f"the grammar is not LALR(1): {msg.strip()}")
+    line, col = getattr(exc, "line", None), getattr(exc, "column", None)
+    if line is not None and col is not None and f"line {line}" not in msg:
+        msg = f"{msg} (at line {line} column {col})"
+    return GrammarError(f"invalid lark grammar: {msg.strip()}")
+
+
+# ---------------------------------------------------------------------------------------------
+# The constraint
+
+
+class Grammar(Constraint):
+    """Text accepted by lark's LALR parser (contextual lexer) for `lark_text`."""
+
+    def __init__(self, lark_text: str, *, start: str = "start") -> None:
+        if not isinstance(lark_text, str):
+            raise TypeError(f"`lark_text` has to be a str, but is {type(lark_text).__name__}")
+        import lark
+
+        self.lark_text = lark_text
+        self.start = start
+        try:
+            self.lark = lark.Lark(lark_text, parser="lalr", lexer="contextual", start=start)
+        except lark.exceptions.LarkError as exc:
+            raise _wrap_lark_error(exc) from exc
+        except (KeyError, ValueError) as exc:
+            raise GrammarError(f"invalid lark grammar: {exc}") from exc
+        ignored = set(self.lark.ignore_tokens)
+        self._terminals = list(self.lark.terminals)
+        self._lexer = _build_lexer(self._terminals, ignored)
+        index = {name: i for i, name in enumerate(self._lexer.names)}
+        self._parser, lark_accepts = _build_parser(self.lark, start, index)
+        self._lark_accepts = tuple(a | self._lexer.ignored for a in lark_accepts)
+
+    @property
+    def key(self) -> str:
+        return "lark:" + self.start + "\x00" + self.lark_text
+
+    def parses(self, text: str) -> bool:
+        """Whether lark itself accepts `text` (the oracle; handy in tests)."""
+        import lark
+
+        try:
+            self.lark.parse(text)
+        except lark.exceptions.LarkError:
+            return False
+        return True
+
+    def _compile(self, vocab: Vocabulary) -> Compiled:
+        return GrammarCompiled(vocab, self._lexer, self._parser, self._lark_accepts)
+
+
+# ---------------------------------------------------------------------------------------------
+# Compiled form: lazily filled caches, safe to share between threads (a race at worst
+# computes a value twice)
+
+
+class _Node:
+    """A set of token remainders (unit, offset) starting a fresh lexeme."""
+
+    __slots__ = ("rows", "offs")
+
+    def __init__(self, rows: np.ndarray, offs: np.ndarray) -> None:
+        self.rows = rows
+        self.offs = offs
+
+
+class _Walk:
+    """All tokens of one node (or of the vocabulary) walked from one lexer state under one accept set."""
+
+    __slots__ = ("acc", "inside_ids", "inside_ends", "group0", "term0", "cross", "by_valid")
+
+    def __init__(self, acc: int) -> None:
+        self.acc = acc
+        self.inside_ids: np.ndarray
+        self.inside_ends: np.ndarray
+        self.group0: np.ndarray | None = None  # packed tokens that end the current lexeme at once
+        self.term0: int = -1
+        self.cross: list[tuple[int, _Node]] = []
+        self.by_valid: dict[int, np.ndarray] = {}
+
+
+class _SuffixCache:
+    """Values keyed by (key, the top `need` entries of a parser stack).
+
+    A value computed from a stack that read only its top `need` entries holds for every stack
+    with the same top `need` entries; lookups try each depth recorded for `key`, shallowest first.
+    Bounded: cleared when full (a race between threads only recomputes a value).
+    """
+
+    __slots__ = ("depths", "data", "limit")
+
+    def __init__(self, limit: int) -> None:
+        self.depths: dict = {}
+        self.data: dict = {}
+        self.limit = limit
+
+    def get(self, key, stack: tuple[int, ...]):
+        depths = self.depths.get((key, stack[-1]))
+        if depths:
+            data = self.data
+            n = len(stack)
+            for k in depths:
+                if k > n:
+                    break
+                hit = data.get((key, stack[n - k :]))
+                if hit is not None:
+                    return hit
+        return None
+
+    def put(self, key, stack: tuple[int, ...], need: int, value) -> None:
+        need = max(1, min(need, len(stack)))
+        if len(self.data) >= self.limit:
+            self.data.clear()
+        slot = (key, stack[-1])
+        depths = self.depths.get(slot, ())
+        if need not in depths:  # copy-on-write: readers in other threads never see a list change
+            self.depths[slot] = tuple(sorted((*depths, need)))
+        self.data[(key, stack[len(stack) - need :])] = value
+
+
+class GrammarCompiled(Compiled):
+    def __init__(self, vocab: Vocabulary, lexer: _Lexer, parser: _Parser, lark_accepts: tuple[int, ...]) -> None:
+        self.vocab = vocab
+        self.lexer = lexer
+        self.parser = parser
+        self.lark_accepts = lark_accepts
+        self.width = bitmask_width(vocab.model_width)
+        self.eos_mask = bits_from_ids(sorted(vocab.eos_ids), vocab.model_width)
+        self.zero = np.zeros(self.width, dtype=np.int32)
+        self.table = token_table(vocab)
+        self._build_units()
+        self.trans_rows: list[list[int]] = lexer.trans.tolist()
+        self._feed = _SuffixCache(_CACHE_LIMIT)
+        self._end = _SuffixCache(_CACHE_LIMIT)
+        self._ctx = _SuffixCache(_CACHE_LIMIT)
+        self._node_cache = _SuffixCache(_MASK_CACHE_LIMIT)
+        self._best: dict = {}
+        self._restricted: dict = {}
+        self._viable: dict = {}
+        self._walks: dict = {}
+        self._node_walks: dict = {}
+        self._masks = _SuffixCache(_MASK_CACHE_LIMIT)
+        self._node_ids: dict[tuple[bytes, bytes], _Node] = {}
+        self._ign_best = self._ignored_of_best()
+        k = len(lexer.names)
+        self._alive_mat = np.array([[(a >> t) & 1 for t in range(k)] for a in lexer.alive], dtype=bool).reshape(-1, k)
+        self._rank = np.array(lexer.rank, dtype=np.int64)
+        accept_mat = np.array([[(a >> t) & 1 for t in range(k)] for a in lexer.accept], dtype=bool).reshape(-1, k)
+        self._accept_ranked = accept_mat[:, self._rank]
+        self._after: dict[int, tuple[int, ...]] = self._accepts_after()
+        self._precompute(_PRECOMPUTE_BUDGET_S)
+        first = self.mask(self.initial_stack(), lexer.initial)
+        if not first.any():
+            raise EmptyLanguageError("no token of the vocabulary can start a text of this grammar")
+
+    def _build_units(self) -> None:
+        """Tokens as sequences of byte classes (bytes the lexer cannot tell apart), deduplicated:
+        every walk runs over these units, far fewer than tokens for most grammars."""
+        trans = self.lexer.trans
+        _, first, cls = np.unique(trans.T, axis=0, return_index=True, return_inverse=True)
+        cls = np.asarray(cls).reshape(-1)
+        self.n_cls = int(cls.max()) + 1
+        # classes numbered in order of their first byte, so class c is represented by byte rep[c]
+        order = np.argsort(first)
+        renum = np.empty_like(order)
+        renum[order] = np.arange(len(order))
+        self.cls = renum[cls].astype(np.int64)
+        self.rep = np.sort(first)
+        table = self.table
+        lengths = np.array([len(self.vocab.tokens[i]) for i in table.ids.tolist()], dtype=np.int64)
+        pad = np.arange(table.data.shape[1])[None, :] >= lengths[:, None]
+        m = np.where(pad, self.n_cls, self.cls[table.data]).astype(np.uint16)
+        h = np.zeros(len(m), dtype=np.uint64)
+        mult = np.uint64(1_000_003)
+        for j in range(m.shape[1]):
+            h = h * mult + m[:, j].astype(np.uint64)
+        _, first_row, unit_of = np.unique(h, return_index=True, return_inverse=True)
+        unit_of = np.asarray(unit_of).reshape(-1)
+        if not np.array_equal(m[first_row][unit_of], m):  # a hash collision: exact (slower) dedupe
+            _, first_row, unit_of = np.unique(m, axis=0, return_index=True, return_inverse=True)
+            unit_of = np.asarray(unit_of).reshape(-1)
+        # units longest first, so that the units longer than j are a prefix (as in token_index)
+        order = np.argsort(-lengths[first_row], kind="stable")
+        position = np.empty_like(order)
+        position[order] = np.arange(len(order))
+        first_row = first_row[order]
+        unit_of = position[unit_of]
+        self.udata = m[first_row]
+        self.udata_t = np.ascontiguousarray(self.udata.T)
+        self.ulen = lengths[first_row]
+        self.active = (self.ulen[None, :] > np.arange(m.shape[1])[:, None]).sum(axis=1)
+        self.unit_of = unit_of
+        # token id -> unit, padded to whole mask words; special, empty and padding ids -> the
+        # extra unit len(units), which is never chosen
+        self.unit_of_id = np.full(32 * self.width, len(first_row), dtype=np.int64)
+        self.unit_of_id[table.ids] = unit_of
+        self.all_units = np.arange(len(first_row), dtype=np.int64)
+
+    def _accepts_after(self) -> dict[int, tuple[int, ...]]:
+        """terminal -> the accept sets of the states a shift of it can lead to."""
+        lx = self.lexer
+        index = {name: i for i, name in enumerate(lx.names)}
+        out: dict[int, set[int]] = {t: set() for t in range(len(lx.names))}
+        for row in self.parser.actions:
+            for sym, (is_shift, target) in row.items():
+                if is_shift and sym in index:
+                    out[index[sym]].add(self.lark_accepts[target])
+        for t in range(len(lx.names)):
+            if (lx.ignored >> t) & 1:  # an ignored lexeme leaves the parser where it was
+                out[t] = set(self.lark_accepts)
+        return {t: tuple(sorted(v)) for t, v in out.items()}
+
+    def _accs_in_parse_order(self) -> list[int]:
+        """The distinct accept sets, in breadth-first order of the LALR states from the start, so
+        that the budget goes first to what the beginning of a text needs."""
+        p = self.parser
+        seen = {p.initial}
+        order = [p.initial]
+        i = 0
+        while i < len(order):
+            st = order[i]
+            i += 1
+            targets = [a[1] for a in p.actions[st].values() if a[0]] + list(p.gotos[st].values())
+            for nxt in targets:
+                if nxt not in seen:
+                    seen.add(nxt)
+                    order.append(nxt)
+        order += [st for st in range(len(self.lark_accepts)) if st not in seen]
+        return list(dict.fromkeys(self.lark_accepts[st] for st in order))
+
+    def _precompute(self, budget_s: float) -> None:
+        """Walk the vocabulary for every (accept set, lexer state) pair the grammar can reach, and
+        the token remainders after each lexeme boundary, until `budget_s` runs out (the rest is
+        computed lazily on first use)."""
+        import time
+
+        deadline = time.perf_counter() + budget_s
+        lx = self.lexer
+        todo_nodes: list[tuple[_Node, int]] = []
+        # Breadth-first over (accept set, lexer state), lexeme starts of every accept set first.
+        queue = deque((acc, lx.initial) for acc in self._accs_in_parse_order())
+        seen = set(queue)
+        while queue:
+            acc, q = queue.popleft()
+            w = self._top_walk(acc, q)
+            for term, node in w.cross:
+                todo_nodes.extend((node, a) for a in self._after[term])
+            tr = self.restricted(acc)[0]
+            for r in np.unique(tr[q * self.n_cls : (q + 1) * self.n_cls]).tolist():
+                if r != lx.dead and (acc, r) not in seen:
+                    seen.add((acc, r))
+                    queue.append((acc, r))
+            if time.perf_counter() > deadline:
+                return
+        while todo_nodes:
+            node, acc = todo_nodes.pop()
+            key = (id(node), acc)
+            if key in self._node_walks:
+                continue
+            w = self._node_walk(node, acc)
+            for term, child in w.cross:
+                todo_nodes.extend((child, a) for a in self._after[term])
+            if time.perf_counter() > deadline:
+                return
+
+    # -- parser ---------------------------------------------------------------------------------
+    #
+    # Every parser-dependent result (a feed, the accept sets, a mask) depends only on the top few
+    # entries of the stack: each computation records how deep it read (`need`), and its cache
+    # entry is keyed by that suffix, so masks are shared by all stacks that agree on it.
+
+    def initial_stack(self) -> tuple[int, ...]:
+        return (self.parser.initial,)
+
+    def _reduce_to(self, stack: tuple[int, ...], term: str, end: bool):
+        """Run the LALR actions for `term`: (result stack or None / end reached, need, kept prefix)."""
+        p = self.parser
+        n = len(stack)
+        lo = n - 1
+        keep = n
+        st = stack
+        while True:
+            act = p.actions[st[-1]].get(term)
+            if act is None:
+                return None, n - lo, keep
+            if act[0]:
+                return (None if end else st + (act[1],)), n - lo, keep
+            size, origin = p.rules[act[1]]
+            base = st[:-size] if size else st
+            if len(base) <= keep:
+                keep = len(base)
+                lo = min(lo, keep - 1)
+            st = base + (p.gotos[base[-1]][origin],)
+            if end and st[-1] == p.end_state:
+                return st, n - lo, keep
+
+    def feed_n(self, stack: tuple[int, ...], term: str) -> tuple[tuple[int, ...] | None, int]:
+        """(stack after shifting `term`, or None when the parser rejects it; need)."""
+        hit = self._feed.get(term, stack)
+        if hit is None:
+            result, need, keep = self._reduce_to(stack, term, False)
+            hit = (None if result is None else (len(stack) - keep, result[keep:]), need)
+            self._feed.put(term, stack, need, hit)
+        value, need = hit
+        if value is None:
+            return None, need
+        drop, pushed = value
+        return stack[: len(stack) - drop] + pushed, need
+
+    def feed(self, stack: tuple[int, ...], term: str) -> tuple[int, ...] | None:
+        return self.feed_n(stack, term)[0]
+
+    def accepts_end_n(self, stack: tuple[int, ...]) -> tuple[bool, int]:
+        hit = self._end.get(None, stack)
+        if hit is None:
+            result, need, _ = self._reduce_to(stack, _END, True)
+            hit = (result is not None, need)
+            self._end.put(None, stack, need, hit)
+        return hit
+
+    def accepts_end(self, stack: tuple[int, ...]) -> bool:
+        return self.accepts_end_n(stack)[0]
+
+    def ctx_n(self, stack: tuple[int, ...]) -> tuple[int, int, int]:
+        """(terminals the contextual lexer considers, those of them the parser really takes, need)."""
+        hit = self._ctx.get(None, stack)
+        if hit is not None:
+            return hit
+        lx = self.lexer
+        lark_acc = self.lark_accepts[stack[-1]]
+        valid = lx.ignored & lark_acc
+        rest = lark_acc & ~lx.ignored
+        need = 1
+        t = 0
+        while rest:
+            if rest & 1:
+                nxt, n = self.feed_n(stack, lx.names[t])
+                need = max(need, n)
+                if nxt is not None:
+                    valid |= 1 << t
+            rest >>= 1
+            t += 1
+        hit = (lark_acc, valid, need)
+        self._ctx.put(None, stack, need, hit)
+        return hit
+
+    def ctx(self, stack: tuple[int, ...]) -> tuple[int, int]:
+        acc, valid, _ = self.ctx_n(stack)
+        return acc, valid
+
+    def step_n(self, stack: tuple[int, ...], term: int) -> tuple[tuple[int, ...] | None, int]:
+        if (self.lexer.ignored >> term) & 1:
+            return stack, 0
+        return self.feed_n(stack, self.lexer.names[term])
+
+    def step(self, stack: tuple[int, ...], term: int) -> tuple[int, ...] | None:
+        return self.step_n(stack, term)[0]
+
+    # -- lexer helpers ----------------------------------------------------------------------------
+
+    def best(self, bits: int) -> int:
+        """The terminal a lexeme accepting `bits` is lexed as (-1 when none)."""
+        hit = self._best.get(bits)
+        if hit is None:
+            hit = -1
+            for t in self.lexer.rank:
+                if (bits >> t) & 1:
+                    hit = t
+                    break
+            self._best[bits] = hit
+        return hit
+
+    def restricted(self, acc: int) -> tuple[np.ndarray, np.ndarray]:
+        """(flat transitions that die when no terminal of `acc` survives, best terminal per state)."""
+        hit = self._restricted.get(acc)
+        if hit is None:
+            lx = self.lexer
+            k = len(lx.names)
+            in_acc = np.array([(acc >> t) & 1 for t in range(k)], dtype=bool)
+            alive = self._alive_mat[:, in_acc].any(axis=1)
+            trans = lx.trans[:, self.rep]
+            tr = np.where(alive[trans], trans, lx.dead).astype(np.int64).reshape(-1)
+            ranked = self._accept_ranked & in_acc[self._rank]  # [n + 1, k], columns best first
+            best = np.where(ranked.any(axis=1), self._rank[ranked.argmax(axis=1)], -1).astype(np.int64)
+            hit = self._restricted[acc] = (tr, best)
+        return hit
+
+    def viable(self, acc: int, valid: int) -> np.ndarray:
+        """bool [n + 1]: the lexeme can still grow (under `acc`) into one lexed as a `valid` terminal."""
+        key = (acc, valid)
+        hit = self._viable.get(key)
+        if hit is None:
+            tr, best = self.restricted(acc)
+            n = self.lexer.dead
+            good_term = np.zeros(len(self.lexer.names) + 1, dtype=bool)
+            for t in range(len(self.lexer.names)):
+                good_term[t] = (valid >> t) & 1
+            good = good_term[best]  # best == -1 -> last slot, False
+            good[n] = False
+            table = tr.reshape(n + 1, self.n_cls)
+            while True:
+                grown = good | good[table].any(axis=1)
+                grown[n] = False
+                if (grown == good).all():
+                    break
+                good = grown
+            hit = self._viable[key] = good
+        return hit
+
+    # -- vocabulary walks ---------------------------------------------------------------------------
+
+    def _walk(self, rows: np.ndarray, offs: np.ndarray | None, start: int, acc: int) -> _Walk:
+        tr, best = self.restricted(acc)
+        dead = self.lexer.dead
+        data, lengths, ncls = self.udata, self.ulen, self.n_cls
+        n = len(rows)
+        st = np.full(n, start, dtype=np.int64)
+        brk = np.full(n, -1, dtype=np.int64)
+        run = np.arange(n, dtype=np.int64)
+        base = offs if offs is not None else np.zeros(n, dtype=np.int64)
+        rem = lengths[rows] - base
+        init = self.lexer.initial
+        ign = self._ign_best
+        j = 0
+        top = offs is None  # rows are all units, in order: the live ones longer than j are a prefix
+        if top and n and not ign[best[start]]:
+            # first byte: every unit starts in `start`, so one look-up table over the classes
+            nxt0 = tr[start * ncls : (start + 1) * ncls][self.udata_t[0]]
+            alive0 = nxt0 != dead
+            brk[~alive0] = 0
+            run = np.flatnonzero(alive0)
+            st[run] = nxt0[run]
+            j = 1
+        while run.size:
+            if top:
+                run = run[: np.searchsorted(run, self.active[j]) if j < len(self.active) else 0]
+            else:
+                run = run[rem[run] > j]
+            if not run.size:
+                break
+            if top:
+                byte = self.udata_t[j][run].astype(np.int64)
+            else:
+                byte = data[rows[run], base[run] + j].astype(np.int64)
+            nxt = tr[st[run] * ncls + byte]
+            died = nxt == dead
+            if died.any():
+                # An ignored lexeme ends here: the parser state (so the accept set) is unchanged,
+                # so lexing just restarts inline with this byte.
+                prev = st[run]
+                restart = died & ign[best[prev]]
+                if j == 0 and start == init:
+                    restart[:] = False
+                if restart.any():
+                    again = tr[init * ncls + byte[restart]]
+                    nxt[restart] = again
+                    gone = np.flatnonzero(restart)[again == dead]
+                    brk[run[gone]] = -2  # rejected
+                    died = nxt == dead
+                    died[gone] = False
+                    stop = died.copy()
+                    stop[gone] = True
+                else:
+                    stop = died
+                brk[run[died]] = j
+                keep = ~stop
+                run = run[keep]
+                nxt = nxt[keep]
+            st[run] = nxt
+            j += 1
+        w = _Walk(acc)
+        inside = brk == -1
+        w.inside_ids = rows[inside]
+        w.inside_ends = st[inside]
+        at0 = brk == 0
+        if start != self.lexer.initial and at0.any():
+            t0 = int(best[start])
+            if t0 >= 0:
+                w.term0 = t0
+                w.group0 = self._pack(rows[at0])
+        later = brk > 0
+        if later.any():
+            idx = np.flatnonzero(later)
+            terms = best[st[idx]]
+            for t in np.unique(terms).tolist():
+                if t < 0:
+                    continue
+                sel = idx[terms == t]
+                w.cross.append((int(t), self._intern(rows[sel], base[sel] + brk[sel])))
+        return w
+
+    def _ignored_of_best(self) -> np.ndarray:
+        """bool [k + 1]: terminal index -> ignored (index -1, no terminal, -> False)."""
+        k = len(self.lexer.names)
+        out = np.zeros(k + 1, dtype=bool)
+        for t in range(k):
+            out[t] = (self.lexer.ignored >> t) & 1
+        return out
+
+    def _intern(self, rows: np.ndarray, offs: np.ndarray) -> _Node:
+        """One node per distinct remainder set, so that walks of equal sets are shared."""
+        key = (rows.tobytes(), offs.tobytes())
+        node = self._node_ids.get(key)
+        if node is None:
+            node = self._node_ids[key] = _Node(rows, offs)
+        return node
+
+    def _pack(self, units: np.ndarray) -> np.ndarray:
+        """The packed mask of every token whose unit is in `units`."""
+        chosen = np.zeros(len(self.all_units) + 1, dtype=bool)  # the last slot: never allowed
+        chosen[units] = True
+        return np.packbits(chosen[self.unit_of_id], bitorder="little").view("<i4").astype(np.int32, copy=False)
+
+    def _inside_bits(self, w: _Walk, acc: int, valid: int) -> np.ndarray:
+        hit = w.by_valid.get(valid)
+        if hit is None:
+            good = self.viable(acc, valid)
+            sel = w.inside_ids[good[w.inside_ends]]
+            hit = w.by_valid[valid] = self._pack(sel) if sel.size else self.zero
+        return hit
+
+    def _top_walk(self, acc: int, q: int) -> _Walk:
+        reduced = acc & self.lexer.alive[q]
+        # Walks restart after an ignored lexeme, and then every terminal of `acc` matters.
+        key = (acc if reduced & self.lexer.ignored else reduced, q)
+        w = self._walks.get(key)
+        if w is None:
+            w = self._walks[key] = self._walk(self.all_units, None, q, key[0])
+        return w
+
+    def _node_walk(self, node: _Node, acc: int) -> _Walk:
+        key = (id(node), acc)
+        w = self._node_walks.get(key)
+        if w is None:
+            w = self._node_walks[key] = self._walk(node.rows, node.offs, self.lexer.initial, acc)
+        return w
+
+    def _after_step(self, stack, term: int, sub) -> tuple[np.ndarray | None, int]:
+        """Evaluate `sub(next stack)` after lexeme `term`; (bits or None, need on `stack`)."""
+        nxt, need = self.step_n(stack, term)
+        if nxt is None:
+            return None, need
+        bits, sub_need = sub(nxt)
+        return bits, max(need, len(stack) - len(nxt) + sub_need)
+
+    def _node_bits(self, node: _Node, stack: tuple[int, ...]) -> tuple[np.ndarray, int]:
+        hit = self._node_cache.get(id(node), stack)
+        if hit is not None:
+            return hit
+        acc, valid, need = self.ctx_n(stack)
+        w = self._node_walk(node, acc)
+        bits = self._inside_bits(w, acc, valid)
+        for term, child in w.cross:
+            sub, n = self._after_step(stack, term, lambda s, c=child: self._node_bits(c, s))
+            need = max(need, n)
+            if sub is not None:
+                bits = bits | sub
+        self._node_cache.put(id(node), stack, need, (bits, need))
+        return bits, need
+
+    def end_ok_n(self, stack: tuple[int, ...], q: int) -> tuple[bool, int]:
+        """EOS may follow: the current lexeme (if any) closes and the parse is complete."""
+        if q == self.lexer.initial:
+            return self.accepts_end_n(stack)
+        acc, _, need = self.ctx_n(stack)
+        term = self.best(self.lexer.accept[q] & acc)
+        if term < 0:
+            return False, need
+        ok, n = self._after_step(stack, term, self.accepts_end_n)
+        return bool(ok), max(need, n)
+
+    def end_ok(self, stack: tuple[int, ...], q: int) -> bool:
+        return self.end_ok_n(stack, q)[0]
+
+    def mask(self, stack: tuple[int, ...], q: int) -> np.ndarray:
+        """int32 [W], EOS included; cached, never modify the returned array."""
+        return self.mask_n(stack, q)[0]
+
+    def mask_n(self, stack: tuple[int, ...], q: int) -> tuple[np.ndarray, int]:
+        hit = self._masks.get(q, stack)
+        if hit is not None:
+            return hit
+        acc, valid, need = self.ctx_n(stack)
+        w = self._top_walk(acc, q)
+        inside = bits = self._inside_bits(w, w.acc, valid & w.acc)
+        if w.group0 is not None:
+            sub, n = self._after_step(stack, w.term0, lambda s: self.mask_n(s, self.lexer.initial))
+            need = max(need, n)
+            if sub is not None:
+                bits = bits | (sub & w.group0)
+        for term, node in w.cross:
+            sub, n = self._after_step(stack, term, lambda s, nd=node: self._node_bits(nd, s))
+            need = max(need, n)
+            if sub is not None:
+                bits = bits | sub
+        ok, n = self.end_ok_n(stack, q)
+        need = max(need, n)
+        if ok:
+            bits = bits | self.eos_mask
+        if bits is inside:
+            bits = inside.copy()
+        hit = (bits, need)
+        self._masks.put(q, stack, need, hit)
+        return hit
+
+    def consume(self, stack: tuple[int, ...], q: int, data: bytes) -> tuple[tuple[int, ...], int] | None:
+        """Lex and parse `data` from (stack, q) exactly as the masks do; None when impossible."""
+        lx = self.lexer
+        rows, alive, accept = self.trans_rows, lx.alive, lx.accept
+        dead, init = lx.dead, lx.initial
+        acc = self.ctx(stack)[0]
+        for b in data:
+            q2 = rows[q][b]
+            if q2 != dead and alive[q2] & acc:
+                q = q2
+                continue
+            if q == init:
+                return None
+            term = self.best(accept[q] & acc)
+            if term < 0:
+                return None
+            stack = self.step(stack, term)
+            if stack is None:
+                return None
+            acc = self.ctx(stack)[0]
+            q = rows[init][b]
+            if q == dead or not alive[q] & acc:
+                return None
+        return stack, q
+
+    def matcher(self) -> GrammarMatcher:
+        return GrammarMatcher(self, self.initial_stack(), self.lexer.initial, False, [])
+
+
+class GrammarMatcher(Matcher):
+    __slots__ = ("compiled", "stack", "q", "done", "history")
+
+    def __init__(self, compiled: GrammarCompiled, stack: tuple[int, ...], q: int, done: bool, history: list) -> None:
+        self.compiled = compiled
+        self.stack = stack
+        self.q = q
+        self.done = done
+        self.history = history
+
+    @property
+    def vocab(self) -> Vocabulary:  # type: ignore[override]
+        return self.compiled.vocab
+
+    def _mask(self) -> np.ndarray:
+        c = self.compiled
+        return c.eos_mask if self.done else c.mask(self.stack, self.q)
+
+    def fill_bitmask(self, bitmask: np.ndarray, row: int = 0) -> None:
+        bitmask[row] = self._mask()
+
+    def advance(self, token_id: int) -> bool:
+        if self.done:
+            return False
+        c = self.compiled
+        vocab = c.vocab
+        if not 0 <= token_id < vocab.model_width:
+            return False
+        if not (int(c.mask(self.stack, self.q)[token_id >> 5]) >> (token_id & 31)) & 1:
+            return False
+        if token_id in vocab.eos_ids:
+            self.history.append((self.stack, self.q, self.done))
+            self.done = True
+            return True
+        out = c.consume(self.stack, self.q, vocab.tokens[token_id])
+        if out is None:  # cannot happen when the mask is right; keep the state unchanged
+            return False
+        self.history.append((self.stack, self.q, self.done))
+        self.stack, self.q = out
+        return True
+
+    def is_accepting(self) -> bool:
+        return self.done or self.compiled.end_ok(self.stack, self.q)
+
+    def is_finished(self) -> bool:
+        if self.done:
+            return True
+        c = self.compiled
+        if not c.end_ok(self.stack, self.q):
+            return False
+        return not (c.mask(self.stack, self.q) & ~c.eos_mask).any()
+
+    def fork(self) -> GrammarMatcher:
+        return GrammarMatcher(self.compiled, self.stack, self.q, self.done, list(self.history))
+
+    def rollback(self, n: int = 1) -> None:
+        if n > len(self.history):
+            raise ValueError(f"cannot roll back {n} tokens: only {len(self.history)} were consumed")
+        for _ in range(n):
+            self.stack, self.q, self.done = self.history.pop()
+
+
+def grammar(lark_text: str, *, start: str = "start") -> Grammar:
+    """Constrain the generated text to a string lark's LALR parser accepts for `lark_text`.
+
+    Example:
+        >>> from guide.grammars.cfg import grammar
+        >>> g = grammar('start: "(" start ")" | "x"')
+    """
+    return Grammar(lark_text, start=start)
+
+
+_BUILTINS = ("json", "arithmetic", "sql")
+
+
+def builtin_text(name: str) -> str:
+    if name not in _BUILTINS:
+        raise ValueError(f"unknown builtin grammar {name!r}; choose one of {', '.join(_BUILTINS)}")
+    return resources.files("guide.grammars").joinpath("builtin", f"{name}.lark").read_text(encoding="utf-8")
+
+
+def builtin(name: str) -> Grammar:
+    """One of the grammars shipped with guide: "json" (RFC 8259), "arithmetic", "sql"."""
+    return Grammar(builtin_text(name))
+
+
+__all__ = ["Grammar", "GrammarCompiled", "GrammarMatcher", "builtin", "builtin_text", "grammar"]

@@ -1,0 +1,2210 @@
+"""JSON Schema -> lark grammar text, run by the CFG engine (`guide.grammars.cfg.Grammar`).
+
+`schema_to_lark(schema)` gives grammar text whose language (as parsed by lark LALR with the
+contextual lexer) is a subset of the JSON texts that validate against `schema`. Strict mode
+(the default) raises `UnsupportedFeatureError` naming the keyword and its JSON pointer for every
+keyword that would change validity but is not enforced; lenient mode drops it with a warning.
+See docs/json_schema.md for the keyword table and the exact choices (property order, extra
+properties after the listed ones, number bounds, string escapes, whitespace).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import warnings
+from dataclasses import dataclass, field
+from fractions import Fraction
+from re import _constants as _sre_c  # type: ignore[attr-defined]
+from re import _parser as _sre_parse  # type: ignore[attr-defined]  # Python >= 3.11
+from typing import Any, Literal
+from urllib.parse import urldefrag, urljoin
+
+from ..constraint import Compiled, Constraint
+from ..errors import GrammarError, UnsupportedFeatureError
+
+__all__ = [
+    "GuideSchemaWarning",
+    "JsonSchema",
+    "SchemaGrammar",
+    "json_schema",
+    "json_value",
+    "schema_to_lark",
+]
+
+MAX_DEPTH = 64  # nesting of subschemas (refs do not count: they become rules)
+MAX_RULES = 50_000  # grammar size cap
+MAX_REPEAT_EXPANSION = 2_000  # min/maxItems and length bounds expanded into rules up to this
+MAX_ANY_ORDER = 8  # property_order="any" enumerates subsets of at most this many properties
+MAX_BRANCHES = 64  # anyOf x anyOf products in allOf merges
+
+_PRETTY_WS = r"(?:\n {0,64}| )?"
+
+ANNOTATIONS = frozenset(
+    [
+        "title",
+        "description",
+        "examples",
+        "default",
+        "$comment",
+        "deprecated",
+        "readOnly",
+        "writeOnly",
+        "$schema",
+        "$id",
+        "id",
+        "contentMediaType",
+        "contentEncoding",
+        "contentSchema",
+        "$anchor",
+        "$dynamicAnchor",
+        "$vocabulary",
+        "$defs",
+        "definitions",
+        "discriminator",
+        "nullable",
+        "example",
+        "externalDocs",
+        "xml",
+    ]
+)
+# keyword -> JSON type it constrains (None: any type) for keywords guide does not enforce.
+UNSUPPORTED = {
+    "uniqueItems": "array",
+    "contains": "array",
+    "minContains": "array",
+    "maxContains": "array",
+    "unevaluatedItems": "array",
+    "dependentRequired": "object",
+    "dependentSchemas": "object",
+    "dependencies": "object",
+    "propertyNames": "object",
+    "unevaluatedProperties": "object",
+    "if": None,
+    "$dynamicRef": None,
+    "$recursiveRef": None,
+}
+_TYPES = ("null", "boolean", "object", "array", "number", "integer", "string")
+_OLD_DRAFTS = ("draft-03", "draft-04", "draft-05", "draft-06", "draft-07")
+
+
+class GuideSchemaWarning(UserWarning):
+    """Lenient mode ignored keywords that change validity (listed with their JSON pointers)."""
+
+
+@dataclass
+class SchemaGrammar:
+    lark_text: str
+    warnings: list[tuple[str, str, str]] = field(default_factory=list)
+
+
+# ----------------------------------------------------------------------------- regex helpers
+
+RAW = r'[^"\\\x00-\x1f]'
+HEX = "[0-9a-fA-F]"
+ESC_FULL = r'\\(?:["\\/bfnrt]|u' + HEX + "{4})"
+CHAR_FULL = f"(?:{RAW}|{ESC_FULL})"
+JSON_STRING = f'"{CHAR_FULL}*"'
+# one decoded code point: raw, short escape, non-surrogate \u, or a surrogate pair.
+CHAR_ONE = (
+    rf'(?:{RAW}|\\["\\/bfnrt]|\\u(?:[0-9a-cA-CefEF]{HEX}{{3}}|[dD][0-7]{HEX}{{2}})'
+    rf"|\\u[dD][89abAB]{HEX}{{2}}\\u[dD][c-fC-F]{HEX}{{2}})"
+)
+NUMBER_FULL = r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?"
+_SHORT_ESC = {
+    0x22: "\\\\\\x22",
+    0x5C: "\\\\\\\\",
+    0x2F: "\\\\/",
+    8: "\\\\b",
+    12: "\\\\f",
+    10: "\\\\n",
+    13: "\\\\r",
+    9: "\\\\t",
+}
+MAXCP = 0x10FFFF
+
+
+def _cp_esc(cp: int) -> str:
+    """One code point as regex text that also survives lark's escape evaluation of /regex/ literals.
+
+    lark evaluates \\x, \\u, \\U, \\n, ... into raw characters before compiling, so a special
+    ASCII character is written as backslash + character, and a quote as \\x22 (lark turns a
+    backslash-quote into a bare quote)."""
+    ch = chr(cp)
+    if ch.isascii() and ch.isalnum():
+        return ch
+    if cp in (0x22, 0x2F):
+        return f"\\x{cp:02x}"
+    if 0x20 <= cp < 0x7F:
+        return "\\" + ch
+    if cp < 0x100:
+        return f"\\x{cp:02x}"
+    if cp < 0x10000:
+        return f"\\u{cp:04x}"
+    return f"\\U{cp:08x}"
+
+
+def _lit(text: str) -> str:
+    """A regex matching exactly `text`."""
+    return "".join(_cp_esc(ord(c)) for c in text)
+
+
+def _norm(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    for a, b in sorted(ranges):
+        if out and a <= out[-1][1] + 1:
+            out[-1] = (out[-1][0], max(out[-1][1], b))
+        else:
+            out.append((a, b))
+    return out
+
+
+def _complement(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    out, prev = [], 0
+    for a, b in _norm(ranges):
+        if a > prev:
+            out.append((prev, a - 1))
+        prev = b + 1
+    if prev <= MAXCP:
+        out.append((prev, MAXCP))
+    return out
+
+
+def _minus(ranges, remove):
+    return _intersect(ranges, _complement(remove))
+
+
+def _intersect(r1, r2):
+    out = []
+    for a, b in _norm(r1):
+        for c, d in _norm(r2):
+            lo, hi = max(a, c), min(b, d)
+            if lo <= hi:
+                out.append((lo, hi))
+    return _norm(out)
+
+
+def _class(ranges: list[tuple[int, int]]) -> str | None:
+    """A character class for the code point set, negated when that is shorter."""
+    ranges = _norm(ranges)
+    if not ranges:
+        return None
+    comp = _complement(ranges)
+
+    def body(rs):
+        return "".join(_cp_esc(a) if a == b else f"{_cp_esc(a)}-{_cp_esc(b)}" for a, b in rs)
+
+    if ranges[-1][1] == MAXCP or len(comp) < len(ranges):  # interegular wants small explicit sets
+        return f"[^{body(comp)}]" if comp else "[\\s\\S]"
+    if len(ranges) == 1 and ranges[0][0] == ranges[0][1]:
+        return _cp_esc(ranges[0][0])
+    return f"[{body(ranges)}]"
+
+
+_CONTROL = [(0, 0x1F)]
+_SPECIAL = [(0x22, 0x22), (0x5C, 0x5C)]
+
+
+def _encoded_class(ranges: list[tuple[int, int]]) -> str | None:
+    """Regex over JSON string *source* matching one encoded character from the decoded set."""
+    ranges = _norm(ranges)
+    alts = []
+    raw = _class(_minus(ranges, _CONTROL + _SPECIAL))
+    if raw:
+        alts.append(raw)
+    for a, b in ranges:
+        for cp in range(a, min(b, 0x7F) + 1):
+            if cp in _SHORT_ESC:
+                alts.append(_SHORT_ESC[cp])
+            if cp < 0x20:
+                hi, lo = divmod(cp, 16)
+                lo_hex = f"{lo:x}"
+                lo_cls = f"[{lo_hex}{lo_hex.upper()}]" if lo_hex.isalpha() else lo_hex
+                alts.append(f"\\\\u00{hi}{lo_cls}")
+            if cp > 0x5C:
+                break
+    if not alts:
+        return None
+    return alts[0] if len(alts) == 1 else "(?:" + "|".join(alts) + ")"
+
+
+# Classes are chosen to be subsets of both ECMA-262 and Python `re` (what `jsonschema` runs), so
+# the grammar never accepts a string either engine would reject.
+_PY_SPACE = [
+    (9, 13),
+    (0x1C, 0x20),
+    (0x85, 0x85),
+    (0xA0, 0xA0),
+    (0x1680, 0x1680),
+    (0x2000, 0x200A),
+    (0x2028, 0x2029),
+    (0x202F, 0x202F),
+    (0x205F, 0x205F),
+    (0x3000, 0x3000),
+]
+_ECMA_SPACE = [
+    (9, 13),
+    (0x20, 0x20),
+    (0xA0, 0xA0),
+    (0x1680, 0x1680),
+    (0x2000, 0x200A),
+    (0x2028, 0x2029),
+    (0x202F, 0x202F),
+    (0x205F, 0x205F),
+    (0x3000, 0x3000),
+    (0xFEFF, 0xFEFF),
+]
+_ASCII_DIGIT = [(0x30, 0x39)]
+_ASCII_WORD = [(0x30, 0x39), (0x41, 0x5A), (0x5F, 0x5F), (0x61, 0x7A)]
+_CATEGORY = {
+    "CATEGORY_DIGIT": _ASCII_DIGIT,
+    "CATEGORY_WORD": _ASCII_WORD,
+    "CATEGORY_SPACE": _intersect(_PY_SPACE, _ECMA_SPACE),
+    # negations: ASCII only for \D and \W (Unicode digits / letters differ between the engines)
+    "CATEGORY_NOT_DIGIT": _minus([(0, 0x7F)], _ASCII_DIGIT),
+    "CATEGORY_NOT_WORD": _minus([(0, 0x7F)], _ASCII_WORD),
+    "CATEGORY_NOT_SPACE": _complement(_PY_SPACE + _ECMA_SPACE),
+}
+_ECMA_DOT = _complement([(10, 10), (13, 13), (0x2028, 0x2029)])
+
+
+class _PatternError(Exception):
+    pass
+
+
+def _set_of(op, arg) -> list[tuple[int, int]]:
+    name = str(op)
+    if name == "LITERAL":
+        return [(arg, arg)]
+    if name == "NOT_LITERAL":
+        return _complement([(arg, arg)])
+    if name == "ANY":
+        return _ECMA_DOT
+    if name == "CATEGORY":
+        key = str(arg)
+        if key not in _CATEGORY:
+            raise _PatternError(f"unsupported class {key}")
+        return _CATEGORY[key]
+    if name == "IN":
+        neg, out = False, []
+        for iop, iarg in arg:
+            iname = str(iop)
+            if iname == "NEGATE":
+                neg = True
+            elif iname == "RANGE":
+                out.append(tuple(iarg))
+            else:
+                out.extend(_set_of(iop, iarg))
+        return _complement(out) if neg else _norm(out)
+    raise _PatternError(f"unsupported construct {name}")
+
+
+def _tr_seq(seq) -> str:
+    out = []
+    for op, arg in seq:
+        name = str(op)
+        if name in ("LITERAL", "NOT_LITERAL", "ANY", "CATEGORY", "IN"):
+            cls = _encoded_class(_set_of(op, arg))
+            if cls is None:
+                cls = "(?!)"
+                raise _PatternError("empty character class")
+            out.append(cls)
+        elif name == "SUBPATTERN":
+            _group, add, dele, p = arg
+            if add or dele:
+                raise _PatternError("inline flags")
+            out.append(f"(?:{_tr_seq(p)})")
+        elif name == "BRANCH":
+            out.append("(?:" + "|".join(_tr_seq(b) for b in arg[1]) + ")")
+        elif name in ("MAX_REPEAT", "MIN_REPEAT"):
+            lo, hi, p = arg
+            inner = f"(?:{_tr_seq(p)})"
+            if hi == _sre_c.MAXREPEAT:
+                out.append(inner + ("*" if lo == 0 else "+" if lo == 1 else f"{{{lo},}}"))
+            else:
+                out.append(inner + ("?" if (lo, hi) == (0, 1) else f"{{{lo},{hi}}}"))
+        else:
+            raise _PatternError(
+                f"unsupported construct {name} (lookaround, backreference or inner anchor)"
+            )
+    return "".join(out)
+
+
+def _parse_pattern(pattern: str):
+    try:
+        parsed = _sre_parse.parse(pattern)
+    except (re.error, OverflowError, RecursionError) as exc:
+        raise _PatternError(f"not a supported regex: {exc}") from None
+    if parsed.state.flags & (re.IGNORECASE | re.MULTILINE | re.DOTALL | re.VERBOSE):
+        raise _PatternError("regex flags")
+    return parsed
+
+
+def _branches(parsed) -> list[list]:
+    items = list(parsed)
+    if len(items) == 1 and str(items[0][0]) == "BRANCH":
+        return [list(b) for b in items[0][1][1]]
+    return [items]
+
+
+def _is_at(item, *kinds) -> bool:
+    return str(item[0]) == "AT" and str(item[1]) in kinds
+
+
+def translate_pattern(pattern: str) -> tuple[str, tuple[int, int | None] | None]:
+    """ECMA-style `pattern` (a search on the decoded string) -> regex over the JSON string body.
+
+    Returns (body_regex, width) where width is the (min, max) decoded length when the pattern is
+    anchored at both ends (None otherwise)."""
+    parsed = _parse_pattern(pattern)
+    alts, anchored = [], True
+    for seq in _branches(parsed):
+        start = bool(seq) and _is_at(seq[0], "AT_BEGINNING", "AT_BEGINNING_STRING")
+        if start:
+            seq = seq[1:]
+        end = bool(seq) and _is_at(seq[-1], "AT_END", "AT_END_STRING")
+        if end:
+            seq = seq[:-1]
+        body = _tr_seq(seq)
+        anchored = anchored and start and end
+        alts.append(("" if start else f"{CHAR_FULL}*") + body + ("" if end else f"{CHAR_FULL}*"))
+    width = None
+    if anchored:
+        lo, hi = 0, 0
+        stripped = []
+        for seq in _branches(parsed):
+            sub = _sre_parse.SubPattern(parsed.state, seq[1:-1])
+            stripped.append(sub.getwidth())
+        lo = min(w[0] for w in stripped)
+        hi = max(w[1] for w in stripped)
+        width = (lo, None if hi >= _sre_c.MAXREPEAT else hi)
+    return ("(?:" + "|".join(alts) + ")" if len(alts) > 1 else alts[0]), width
+
+
+def _single_repeat(pattern: str):
+    """`^X{a,b}$` with X one character item -> (encoded class of X, a, b or None)."""
+    parsed = _parse_pattern(pattern)
+    items = list(parsed)
+    if (
+        len(items) == 3
+        and _is_at(items[0], "AT_BEGINNING")
+        and _is_at(items[2], "AT_END", "AT_END_STRING")
+    ):
+        op, arg = items[1]
+        if str(op) == "MAX_REPEAT" and len(arg[2]) == 1:
+            iop, iarg = list(arg[2])[0]
+            if str(iop) in ("LITERAL", "NOT_LITERAL", "ANY", "CATEGORY", "IN"):
+                hi = None if arg[1] == _sre_c.MAXREPEAT else arg[1]
+                return _encoded_class(_set_of(iop, iarg)), arg[0], hi
+    return None
+
+
+def _bounded_ws(ws: str) -> None:
+    try:
+        parsed = _sre_parse.parse(ws)
+    except re.error as exc:
+        raise GrammarError(f"whitespace pattern {ws!r} is not a regex: {exc}") from None
+
+    def walk(seq):
+        for op, arg in seq:
+            name = str(op)
+            if name in ("MAX_REPEAT", "MIN_REPEAT"):
+                if arg[1] == _sre_c.MAXREPEAT:
+                    raise GrammarError(
+                        f"whitespace pattern {ws!r} is unbounded; use a bounded repeat like {{0,8}}"
+                    )
+                walk(arg[2])
+            elif name == "SUBPATTERN":
+                walk(arg[-1])
+            elif name == "BRANCH":
+                for b in arg[1]:
+                    walk(b)
+
+    walk(parsed)
+    if re.search(r"[^ \t\n\r]", "".join(chr(c) for c in range(1, 128) if re.fullmatch(ws, chr(c)))):
+        raise GrammarError(f"whitespace pattern {ws!r} matches non-whitespace characters")
+
+
+# ----------------------------------------------------------------------------- numbers
+
+Z, NZ, ANYF = 1, 2, 3  # fraction kinds: zero fraction (or none), nonzero fraction, any
+
+
+def _same_len(a: str, b: str) -> list[str]:
+    if a == b:
+        return [a]
+    i = 0
+    while a[i] == b[i]:
+        i += 1
+    p, x, y, ra, rb = a[:i], a[i], b[i], a[i + 1 :], b[i + 1 :]
+    n = len(ra)
+    if n == 0:
+        return [p + (f"[{x}-{y}]" if x != y else x)]
+    out = []
+    lo_full, hi_full = ra == "0" * n, rb == "9" * n
+    start = x if lo_full else chr(ord(x) + 1)
+    end = y if hi_full else chr(ord(y) - 1)
+    if not lo_full:
+        out += [p + x + s for s in _same_len(ra, "9" * n)]
+    if start <= end:
+        d = start if start == end else f"[{start}-{end}]"
+        out.append(p + d + f"[0-9]{{{n}}}" if n > 1 else p + d + "[0-9]")
+    if not hi_full:
+        out += [p + y + s for s in _same_len("0" * n, rb)]
+    return out
+
+
+def _int_alts(lo: int, hi: int | None) -> list[tuple[float, str]]:
+    """Alternatives (digit count, regex) for the non-negative integers in [lo, hi]."""
+    out: list[tuple[float, str]] = []
+    if hi is not None and hi < lo:
+        return out
+    if lo == 0:
+        out.append((1, "0"))
+        lo = 1
+        if hi == 0:
+            return out
+    top = len(str(hi)) if hi is not None else len(str(lo))
+    for n in range(len(str(lo)), top + 1):
+        a, b = max(lo, 10 ** (n - 1)), min(hi, 10**n - 1) if hi is not None else 10**n - 1
+        if a <= b:
+            out += [(n, s) for s in _same_len(str(a), str(b))]
+    if hi is None:
+        out.append((math.inf, f"[1-9][0-9]{{{top},}}"))
+    return out
+
+
+_FRAC = {Z: r"(?:\.0+)?", NZ: r"\.[0-9]*[1-9][0-9]*", ANYF: r"(?:\.[0-9]+)?"}
+
+
+@dataclass
+class NumSet:
+    """A set of JSON numbers: magnitude pieces (lo, hi, kinds) per sign, or everything."""
+
+    full: bool = False
+    pos: list = field(default_factory=list)
+    neg: list = field(default_factory=list)
+    literals: list = field(default_factory=list)
+
+    def empty(self) -> bool:
+        return not (self.full or self.pos or self.neg or self.literals)
+
+    def union(self, other: NumSet) -> NumSet:
+        return NumSet(
+            self.full or other.full,
+            self.pos + other.pos,
+            self.neg + other.neg,
+            self.literals + other.literals,
+        )
+
+    @staticmethod
+    def _normalize(pieces):
+        points = set()
+        for lo, hi, _k in pieces:
+            points.add(lo)
+            if hi is not None:
+                points.add(hi + 1)
+        points = sorted(points)
+        out = []
+        for i, p in enumerate(points):
+            q = points[i + 1] - 1 if i + 1 < len(points) else None
+            kind = 0
+            for lo, hi, k in pieces:
+                if lo <= p and (hi is None or (q is not None and q <= hi)):
+                    kind |= k
+            if kind:
+                if out and out[-1][2] == kind and out[-1][1] is not None and out[-1][1] + 1 == p:
+                    out[-1] = (out[-1][0], q, kind)
+                else:
+                    out.append((p, q, kind))
+        return out
+
+    def regex(self) -> str:
+        if self.full:
+            return NUMBER_FULL
+        sides = []
+        for sign, pieces in (("-", self.neg), ("", self.pos)):
+            alts = []
+            for lo, hi, kind in self._normalize(pieces):
+                alts += [(n, s + _FRAC[kind]) for n, s in _int_alts(lo, hi)]
+            if alts:
+                alts.sort(key=lambda t: -t[0])
+                body = "|".join(s for _n, s in alts)
+                sides.append(f"{re.escape(sign)}(?:{body})" if sign else f"(?:{body})")
+        sides += self.literals
+        return "(?:" + "|".join(sides) + ")"
+
+
+def _mag_pieces(a, a_ex, b, b_ex, integer):
+    """Pieces of magnitudes v >= 0 with a <(=) v <(=) b (a, b ints or None)."""
+    if a is None or a < 0:
+        a, a_ex = 0, False
+    if b is not None and (b < a or (b == a and (a_ex or b_ex))):
+        return []
+    lower = [(a + 1, None, ANYF), (a, a, NZ)] if a_ex else [(a, None, ANYF)]
+    if b is None:
+        upper = [(0, None, ANYF)]
+    elif b_ex:
+        upper = [(0, b - 1, ANYF)] if b >= 1 else []
+    else:
+        upper = ([(0, b - 1, ANYF)] if b >= 1 else []) + [(b, b, Z)]
+    out = []
+    for lo1, hi1, k1 in lower:
+        for lo2, hi2, k2 in upper:
+            lo = max(lo1, lo2)
+            hi = hi1 if hi2 is None else hi2 if hi1 is None else min(hi1, hi2)
+            k = k1 & k2 & (Z if integer else ANYF)
+            if k and (hi is None or lo <= hi):
+                out.append((lo, hi, k))
+    return out
+
+
+# ----------------------------------------------------------------------------- formats
+
+_D2 = "[0-9]{2}"
+_YEAR = "[0-9]{4}"
+_LEAP = "(?:[0-9]{2}(?:0[48]|[2468][048]|[13579][26])|(?:0[48]|[2468][048]|[13579][26])00)"
+_DATE = (
+    f"(?:{_YEAR}-(?:(?:0[1-9]|1[0-2])-(?:0[1-9]|1[0-9]|2[0-8])|(?:0[13-9]|1[0-2])-(?:29|30)"
+    f"|(?:0[13578]|1[02])-31)|{_LEAP}-02-29)"
+)
+_TIME = r"(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]{1,9})?(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])"
+_DUR_T = "T(?:[0-9]+H(?:[0-9]+M)?(?:[0-9]+S)?|[0-9]+M(?:[0-9]+S)?|[0-9]+S)"
+_DURATION = f"P(?:(?:[0-9]+Y(?:[0-9]+M)?(?:[0-9]+D)?|[0-9]+M(?:[0-9]+D)?|[0-9]+D)(?:{_DUR_T})?|{_DUR_T}|[0-9]+W)"
+_OCTET = "(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
+_IPV4 = rf"{_OCTET}(?:\.{_OCTET}){{3}}"
+_H16 = "[0-9a-fA-F]{1,4}"
+_LS32 = f"(?:{_H16}:{_H16}|{_IPV4})"
+_IPV6 = (
+    "(?:"
+    + "|".join(
+        [
+            f"(?:{_H16}:){{6}}{_LS32}",
+            f"::(?:{_H16}:){{5}}{_LS32}",
+            f"(?:{_H16})?::(?:{_H16}:){{4}}{_LS32}",
+            f"(?:(?:{_H16}:){{0,1}}{_H16})?::(?:{_H16}:){{3}}{_LS32}",
+            f"(?:(?:{_H16}:){{0,2}}{_H16})?::(?:{_H16}:){{2}}{_LS32}",
+            f"(?:(?:{_H16}:){{0,3}}{_H16})?::{_H16}:{_LS32}",
+            f"(?:(?:{_H16}:){{0,4}}{_H16})?::{_LS32}",
+            f"(?:(?:{_H16}:){{0,5}}{_H16})?::{_H16}",
+            f"(?:(?:{_H16}:){{0,6}}{_H16})?::",
+        ]
+    )
+    + ")"
+)
+_LABEL = "[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,58}[a-zA-Z0-9])?"
+_HOSTNAME = rf"(?:{_LABEL}\.){{0,3}}[a-zA-Z](?:[a-zA-Z0-9-]{{0,58}}[a-zA-Z0-9])?"
+_ATEXT = r"[a-zA-Z0-9!#$%&'*+\x2f=?^_`{|}~-]"
+_EMAIL = rf"{_ATEXT}+(?:\.{_ATEXT}+)*@{_HOSTNAME}"
+_PCT = "%[0-9a-fA-F]{2}"
+_PCHAR = rf"(?:[a-zA-Z0-9._~!$&'()*+,;=:@-]|{_PCT})"
+_URI = (
+    rf"[a-zA-Z][a-zA-Z0-9+.-]*:"
+    rf"(?:\x2f\x2f(?:(?:[a-zA-Z0-9._~!$&'()*+,;=:-]|{_PCT})*@)?(?:[a-zA-Z0-9._~!$&'()*+,;=-]|{_PCT})*(?::[0-9]*)?"
+    rf"(?:\x2f{_PCHAR}*)*|\x2f(?:{_PCHAR}+(?:\x2f{_PCHAR}*)*)?|{_PCHAR}+(?:\x2f{_PCHAR}*)*)?"
+    rf"(?:\?(?:{_PCHAR}|[\x2f?])*)?(?:#(?:{_PCHAR}|[\x2f?])*)?"
+)
+_AUTH = (
+    rf"\x2f\x2f(?:(?:[a-zA-Z0-9._~!$&'()*+,;=:-]|{_PCT})*@)?(?:[a-zA-Z0-9._~!$&'()*+,;=-]|{_PCT})*(?::[0-9]*)?"
+    rf"(?:\x2f{_PCHAR}*)*"
+)
+_PCHAR_NC = rf"(?:[a-zA-Z0-9._~!$&'()*+,;=@-]|{_PCT})"
+_QF = rf"(?:\?(?:{_PCHAR}|[\x2f?])*)?(?:#(?:{_PCHAR}|[\x2f?])*)?"
+_URI_REF = rf"(?:{_URI}|(?:{_AUTH}|\x2f(?:{_PCHAR}+(?:\x2f{_PCHAR}*)*)?|{_PCHAR_NC}+(?:\x2f{_PCHAR}*)*)?{_QF})"
+_IDN_LABEL = "[a-z0-9]{1,20}(?:-[a-z0-9]{1,20}){0,2}"
+_IDN_HOSTNAME = rf"(?:{_IDN_LABEL}\.){{0,3}}[a-z](?:[a-z0-9]{{0,19}})(?:-[a-z0-9]{{1,20}}){{0,2}}"
+_JP_CHAR = _class(_complement([(0, 0x1F), (0x22, 0x22), (0x2F, 0x2F), (0x5C, 0x5C), (0x7E, 0x7E)]))
+_JSON_POINTER = rf"(?:\x2f(?:{_JP_CHAR}|~[01])*)*"
+_UUID = "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+# name -> (regex over the JSON string body (no escapes needed), min length, max length)
+FORMATS = {
+    "date-time": (f"{_DATE}T{_TIME}", 20, None),
+    "date": (_DATE, 10, 10),
+    "time": (_TIME, 9, None),
+    "duration": (_DURATION, 3, None),
+    "email": (_EMAIL, 3, None),
+    "uuid": (_UUID, 36, 36),
+    "uri": (_URI, 2, None),
+    "ipv4": (_IPV4, 7, 15),
+    "ipv6": (_IPV6, 2, 45),
+    "hostname": (_HOSTNAME, 1, 243),
+    "uri-reference": (_URI_REF, 0, None),
+    "iri": (_URI, 2, None),
+    "iri-reference": (_URI_REF, 0, None),
+    "idn-email": (_EMAIL, 3, None),
+    "idn-hostname": (_IDN_HOSTNAME, 1, 251),
+    "json-pointer": (_JSON_POINTER, 0, None),
+    "relative-json-pointer": (f"(?:0|[1-9][0-9]*)(?:#|{_JSON_POINTER})", 1, None),
+    "regex": ("[a-zA-Z0-9 _-]*", 0, None),
+    "uri-template": ("[a-zA-Z0-9._~:\\x2f?#@!$&'()*+,;=-]*", 0, None),
+}
+# formats the specification defines but guide does not implement (strict error); other
+# (custom) format names are annotations that no validator checks and are ignored.
+KNOWN_FORMATS = frozenset()
+
+
+# ----------------------------------------------------------------------------- parts
+
+
+@dataclass
+class Part:
+    """What one subschema allows, split so that scalars merge into one terminal."""
+
+    any: bool = False
+    strings: list = field(default_factory=list)  # full regexes of quoted strings
+    nums: NumSet = field(default_factory=NumSet)
+    lits: set = field(default_factory=set)  # "true", "false", "null"
+    rules: list = field(default_factory=list)  # nonterminals (objects, arrays, opaque refs)
+    types: set = field(default_factory=set)  # JSON types the part may produce
+
+    def empty(self) -> bool:
+        return not (self.any or self.strings or not self.nums.empty() or self.lits or self.rules)
+
+    def union(self, other: Part) -> Part:
+        if self.any or other.any:
+            return Part(any=True, types=set(_TYPES))
+        return Part(
+            False,
+            self.strings + [s for s in other.strings if s not in self.strings],
+            self.nums.union(other.nums),
+            self.lits | other.lits,
+            self.rules + [r for r in other.rules if r not in self.rules],
+            self.types | other.types,
+        )
+
+
+def _lark_regex(regex: str) -> str:
+    """Regex text for a lark /.../ literal: lark evaluates escapes and turns backslash-quote into a
+    quote, so bare quotes and slashes are written as \\x22 / \\x2f (escape pairs are kept)."""
+    out, i = [], 0
+    while i < len(regex):
+        ch = regex[i]
+        if ch == "\\":
+            out.append(regex[i : i + 2])
+            i += 2
+            continue
+        out.append("\\x22" if ch == '"' else "\\x2f" if ch == "/" else ch)
+        i += 1
+    return "".join(out)
+
+
+def _join(base: str, ref: str) -> str:
+    if ref.startswith("#"):
+        return urldefrag(base)[0] + ref
+    if re.match(r"[a-zA-Z][a-zA-Z0-9+.-]*:", ref) or not base:
+        return ref
+    return urljoin(base, ref)
+
+
+def _ptr(ptr: str, *keys) -> str:
+    for k in keys:
+        ptr += "/" + str(k).replace("~", "~0").replace("/", "~1")
+    return ptr
+
+
+def _json_eq(a, b) -> bool:
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return a == b
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_json_eq(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_json_eq(x, y) for x, y in zip(a, b))
+    return type(a) is type(b) and a == b
+
+
+def _type_of(v) -> str:
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "boolean"
+    if isinstance(v, int) or (isinstance(v, float) and v.is_integer()):
+        return "integer"
+    if isinstance(v, float):
+        return "number"
+    if isinstance(v, str):
+        return "string"
+    if isinstance(v, list):
+        return "array"
+    return "object"
+
+
+class _Compiler:
+    def __init__(self, root, strict: bool, ws: str, order: str) -> None:
+        self.root = root
+        self.strict = strict
+        self.ws = ws
+        self.order = order
+        self.warnings: list[tuple[str, str, str]] = []
+        self.rules: dict[str, str] = {}  # name -> rhs
+        self.rhs_names: dict[str, str] = {}
+        self.terms: dict[str, str] = {}  # regex -> name
+        self.ref_state: dict[str, Any] = {}  # uri -> Part (done) or rule name (in progress)
+        self.multi_struct: list[str] = []  # pointers of unions with several object/array branches
+        self.widen: set[str] = set()  # lenient: unions to widen after an LALR conflict
+        self.draft_old = isinstance(root, dict) and any(
+            d in str(root.get("$schema", "")) for d in _OLD_DRAFTS
+        )
+        self.docs: dict[str, tuple[Any, str]] = {}  # base uri -> (node, pointer)
+        self.anchors: dict[str, tuple[Any, str]] = {}
+        self._index(root, "", "")
+        self._validator = None
+        self.depth = 0
+
+    # ------------------------------------------------------------------ grammar building
+    def term(self, regex: str) -> str:
+        name = self.terms.get(regex)
+        if name is None:
+            name = self.terms[regex] = f"T{len(self.terms)}"
+        return name
+
+    def punct(self, ch: str) -> str:
+        w = self.ws
+        esc = "\\" + ch
+        regex = {
+            "{": esc + w,
+            "[": esc + w,
+            "}": w + esc,
+            "]": w + esc,
+            ",": w + "," + w,
+            ":": w + ":" + w,
+        }[ch]
+        return self.term(regex)
+
+    def rule(self, alts: list[str]) -> str:
+        rhs = " | ".join(a if a else "" for a in alts) if alts else None
+        if rhs is None:
+            raise AssertionError("empty rule")
+        name = self.rhs_names.get(rhs)
+        if name is None:
+            name = self.new_name()
+            self.rules[name] = rhs
+            self.rhs_names[rhs] = name
+        return name
+
+    def new_name(self) -> str:
+        if len(self.rules) >= MAX_RULES:
+            raise GrammarError(f"schema too large: the grammar exceeds {MAX_RULES} rules")
+        name = f"r{len(self.rules)}"
+        self.rules.setdefault(name, "")
+        return name
+
+    def define(self, name: str, alts: list[str]) -> None:
+        self.rules[name] = " | ".join(alts)
+
+    def value_rule(self, part: Part) -> str:
+        if part.any:
+            return self.any_rule()
+        alts = []
+        scal = []
+        if part.strings:
+            scal.append(
+                part.strings[0]
+                if len(part.strings) == 1
+                else '"(?:' + "|".join(s[1:-1] for s in part.strings) + ')"'
+            )
+        if not part.nums.empty():
+            scal.append(part.nums.regex())
+        scal += sorted(part.lits)
+        if scal:
+            alts.append(self.term(scal[0] if len(scal) == 1 else "(?:" + "|".join(scal) + ")"))
+        alts += part.rules
+        if len(alts) == 1 and alts[0] in self.rules:
+            return alts[0]
+        return self.rule(alts)
+
+    def any_rule(self) -> str:
+        if "json_value" not in self.rules:
+            self.rules["json_value"] = ""
+            scal = self.term(f"(?:{JSON_STRING}|{NUMBER_FULL}|true|false|null)")
+            key = self.term(JSON_STRING)
+            lb, rb, lk, rk, c, col = (self.punct(x) for x in "{}[],:")
+            self.rules["json_member"] = f"{key} {col} json_value"
+            self.rules["json_object"] = f"{lb} {rb} | {lb} json_member ({c} json_member)* {rb}"
+            self.rules["json_array"] = f"{lk} {rk} | {lk} json_value ({c} json_value)* {rk}"
+            self.rules["json_value"] = f"{scal} | json_object | json_array"
+        return "json_value"
+
+    def text(self, start: str) -> str:
+        lines = [f"start: {start}"]
+        for name, rhs in self.rules.items():
+            lines.append(f"{name}: {rhs}")
+        for regex, name in self.terms.items():
+            lines.append(f"{name}: /{_lark_regex(regex)}/")
+        return "\n".join(lines) + "\n"
+
+    # ------------------------------------------------------------------ errors
+    def unsupported(self, ptr: str, kw: str, msg: str) -> None:
+        where = ptr or "#"
+        if self.strict:
+            raise UnsupportedFeatureError(
+                f"{msg} (keyword {kw!r} at {where})", feature=kw, where=where
+            )
+        self.warnings.append((where, kw, msg))
+
+    def malformed(self, ptr: str, msg: str):
+        return GrammarError(f"malformed schema at {ptr or '#'}: {msg}")
+
+    # ------------------------------------------------------------------ refs
+    def _index(self, node, base: str, ptr: str, depth: int = 0) -> None:
+        if depth > MAX_DEPTH * 4:
+            raise GrammarError(f"schema nesting deeper than {MAX_DEPTH * 4} levels at {ptr}")
+        if isinstance(node, dict):
+            sid = node.get("$id", node.get("id") if self.draft_old else None)
+            if isinstance(sid, str) and not isinstance(
+                node.get("properties", {}).get("id") if sid is node.get("id") else None, dict
+            ):
+                full = _join(base, sid)
+                url, frag = urldefrag(full)
+                if frag and sid.startswith("#"):
+                    self.anchors[urldefrag(base)[0] + "#" + frag] = (node, ptr)
+                else:
+                    base = url
+                    self.docs.setdefault(base, (node, ptr))
+            anc = node.get("$anchor")
+            if isinstance(anc, str):
+                self.anchors[urldefrag(base)[0] + "#" + anc] = (node, ptr)
+            for k, v in node.items():
+                if k in ("enum", "const", "examples", "default"):
+                    continue
+                self._index(v, base, _ptr(ptr, k), depth + 1)
+        elif isinstance(node, list):
+            for i, v in enumerate(node):
+                self._index(v, base, _ptr(ptr, i), depth + 1)
+        if depth == 0:
+            self.docs.setdefault(base, (node, ""))
+            self.docs.setdefault("", (node, ""))
+
+    def base_of(self, node, base: str) -> str:
+        sid = node.get("$id") if isinstance(node, dict) else None
+        if isinstance(sid, str) and not sid.startswith("#"):
+            return urldefrag(_join(base, sid))[0]
+        return base
+
+    def resolve(self, ref: str, base: str, ptr: str):
+        """-> (uri, node, pointer, base of node)."""
+        if not isinstance(ref, str):
+            raise self.malformed(ptr, "$ref must be a string")
+        full = _join(base, ref)
+        url, frag = urldefrag(full)
+        if url not in self.docs:
+            if url == "" or url == urldefrag(base)[0]:
+                url = ""
+            else:
+                raise UnsupportedFeatureError(
+                    f"remote $ref {ref!r} at {ptr or '#'} is not in the document; guide never fetches schemas",
+                    feature="$ref",
+                    where=ptr or "#",
+                )
+        doc, dptr = self.docs.get(url, self.docs[""])
+        if frag and not frag.startswith("/"):
+            key = (url or urldefrag(base)[0]) + "#" + frag
+            if key not in self.anchors:
+                raise GrammarError(
+                    f"$ref {ref!r} at {ptr or '#'}: no anchor {frag!r} in the document"
+                )
+            node, nptr = self.anchors[key]
+            return key, node, nptr, url
+        node, nptr = doc, dptr
+        for raw in frag.split("/")[1:] if frag else []:
+            from urllib.parse import unquote
+
+            tok = unquote(raw).replace("~1", "/").replace("~0", "~")
+            if isinstance(node, dict) and tok in node:
+                node = node[tok]
+            elif isinstance(node, list) and tok.isdigit() and int(tok) < len(node):
+                node = node[int(tok)]
+            else:
+                raise GrammarError(f"$ref {ref!r} at {ptr or '#'} points to nothing")
+            nptr = _ptr(nptr, tok)
+        return (url + "#" + frag), node, nptr, url
+
+    def ref_part(self, ref, base, ptr) -> Part:
+        uri, node, nptr, nbase = self.resolve(ref, base, ptr)
+        state = self.ref_state.get(uri)
+        if isinstance(state, Part):
+            return state
+        if isinstance(state, str):  # recursion: refer to the rule being built
+            return Part(rules=[state], types=set(_TYPES))
+        name = self.new_name()
+        self.ref_state[uri] = name
+        saved = self.depth
+        self.depth = 0
+        try:
+            part = self.part(node, nptr, nbase)
+        finally:
+            self.depth = saved
+        if (
+            part.empty()
+        ):  # unsatisfiable target: an unproductive rule keeps recursive uses well-formed
+            self.define(name, [f"{self.punct('[')} {name}"])
+            self.ref_state[uri] = part
+            return part
+        self.define(name, [self.value_rule(part)])
+        self.ref_state[uri] = part
+        return part
+
+    def deref(self, node, base, ptr, depth=0):
+        """Inline $ref chains for merging (-> node, base)."""
+        while (
+            isinstance(node, dict)
+            and "$ref" in node
+            and (self.draft_old or set(node) - ANNOTATIONS <= {"$ref"})
+        ):
+            depth += 1
+            if depth > 32:
+                raise UnsupportedFeatureError(
+                    f"$ref cycle at {ptr or '#'}", feature="$ref", where=ptr or "#"
+                )
+            _uri, node, ptr, base = self.resolve(node["$ref"], base, ptr)
+        if base:
+            node = _absolutize(node, base)
+        return node, base
+
+    # ------------------------------------------------------------------ validation oracle for enum/const
+    def validator(self):
+        if self._validator is None:
+            import jsonschema
+
+            cls = jsonschema.validators.validator_for(
+                self.root if isinstance(self.root, dict) else {},
+                default=jsonschema.Draft202012Validator,
+            )
+            self._validator = cls(self.root, format_checker=cls.FORMAT_CHECKER)
+        return self._validator
+
+    def literal_ok(self, node, value) -> bool:
+        try:
+            return self.validator().evolve(schema=node).is_valid(value)
+        except Exception:  # noqa: BLE001 - an oracle failure: keep the value only if trivially fine
+            return False
+
+    # ------------------------------------------------------------------ main dispatch
+    def part(self, node, ptr: str, base: str) -> Part:
+        if node is True or node == {}:
+            return Part(any=True, types=set(_TYPES))
+        if node is False:
+            return Part()
+        if not isinstance(node, dict):
+            raise self.malformed(
+                ptr, f"a schema must be an object or a boolean, not {type(node).__name__}"
+            )
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise GrammarError(f"schema nesting deeper than {MAX_DEPTH} levels at {ptr}")
+        try:
+            return self._part(node, ptr, self.base_of(node, base))
+        finally:
+            self.depth -= 1
+
+    _APPLICATORS = (
+        "allOf",
+        "anyOf",
+        "oneOf",
+        "not",
+        "$ref",
+        "if",
+        "dependentSchemas",
+        "dependencies",
+        "$dynamicRef",
+    )
+
+    def uneval_local(self, node):
+        """unevaluated* of a schema without in-place applicators, as additionalProperties / items."""
+        if not isinstance(node, dict) or not (
+            "unevaluatedProperties" in node or "unevaluatedItems" in node
+        ):
+            return node
+        if any(k in node for k in self._APPLICATORS):
+            return node  # left for the strict check to report
+        node = dict(node)
+        if "unevaluatedProperties" in node:
+            u = node.pop("unevaluatedProperties")
+            node.setdefault("additionalProperties", u)
+        if "unevaluatedItems" in node:
+            u = node.pop("unevaluatedItems")
+            u = {} if u is True else u  # an explicit schema: the items count as evaluated
+            if "prefixItems" in node or not isinstance(node.get("items"), list):
+                node.setdefault("items", u)
+            else:
+                node.setdefault("additionalItems", u)
+        return node
+
+    def _check_types(self, node, ptr):
+        t = node.get("type")
+        if t is not None:
+            ts = [t] if isinstance(t, str) else t
+            if not isinstance(ts, list) or not all(isinstance(x, str) and x in _TYPES for x in ts):
+                raise self.malformed(_ptr(ptr, "type"), f"invalid type {t!r}")
+        for kw, typ in (
+            ("properties", dict),
+            ("patternProperties", dict),
+            ("required", list),
+            ("enum", list),
+            ("allOf", list),
+            ("anyOf", list),
+            ("oneOf", list),
+            ("prefixItems", list),
+            ("$defs", dict),
+            ("definitions", dict),
+            ("pattern", str),
+            ("format", str),
+        ):
+            if kw in node and not isinstance(node[kw], typ):
+                raise self.malformed(
+                    _ptr(ptr, kw),
+                    f"{kw} must be a {'object' if typ is dict else 'array' if typ is list else 'string'}",
+                )
+        for kw in (
+            "minLength",
+            "maxLength",
+            "minItems",
+            "maxItems",
+            "minProperties",
+            "maxProperties",
+        ):
+            if kw in node and (
+                isinstance(node[kw], bool)
+                or not isinstance(node[kw], (int, float))
+                or node[kw] < 0
+                or (isinstance(node[kw], float) and not node[kw].is_integer())
+            ):
+                raise self.malformed(_ptr(ptr, kw), f"{kw} must be a non-negative integer")
+        for kw in ("minimum", "maximum", "multipleOf"):
+            if kw in node and (
+                isinstance(node[kw], bool) or not isinstance(node[kw], (int, float))
+            ):
+                raise self.malformed(_ptr(ptr, kw), f"{kw} must be a number")
+        for kw in ("exclusiveMinimum", "exclusiveMaximum"):
+            if kw in node and not isinstance(node[kw], (int, float)):
+                raise self.malformed(
+                    _ptr(ptr, kw), f"{kw} must be a number (or a boolean in draft-04)"
+                )
+        if "multipleOf" in node and node["multipleOf"] <= 0:
+            raise self.malformed(_ptr(ptr, "multipleOf"), "multipleOf must be > 0")
+        if "required" in node and not all(isinstance(x, str) for x in node["required"]):
+            raise self.malformed(_ptr(ptr, "required"), "required must list strings")
+
+    def _part(self, node: dict, ptr: str, base: str) -> Part:
+        self._check_types(node, ptr)
+        # $ref
+        if "$ref" in node:
+            rest = {k: v for k, v in node.items() if k != "$ref" and k not in ANNOTATIONS}
+            if self.draft_old or not rest:
+                return self.ref_part(node["$ref"], base, _ptr(ptr, "$ref"))
+            allof = list(node.get("allOf", [])) + [{"$ref": node["$ref"]}]
+            node = {k: v for k, v in node.items() if k != "$ref"}
+            node["allOf"] = allof
+        if (
+            isinstance(node.get("not"), dict)
+            and set(node["not"]) - ANNOTATIONS == {"not"}
+            and "unevaluatedProperties" not in node
+            and "unevaluatedItems" not in node
+        ):
+            inner = node["not"]["not"]
+            node = {k: v for k, v in node.items() if k != "not"}
+            node["allOf"] = list(node.get("allOf", [])) + [inner]
+        if "allOf" in node:
+            merged = {
+                k: v
+                for k, v in node.items()
+                if k not in ("allOf", "unevaluatedProperties", "unevaluatedItems")
+            }
+            for i, sub in enumerate(node["allOf"]):
+                sub, sbase = self.deref(sub, base, _ptr(ptr, "allOf", i))
+                if sub is False:
+                    return Part()
+                if sub is True:
+                    continue
+                if not isinstance(sub, dict):
+                    raise self.malformed(
+                        _ptr(ptr, "allOf", i), "a schema must be an object or a boolean"
+                    )
+                sub = self.uneval_local(sub)
+                if "$ref" in sub:  # 2020-12 ref with siblings inside allOf
+                    inner = {k: v for k, v in sub.items() if k != "$ref"}
+                    target, _b = self.deref({"$ref": sub["$ref"]}, sbase, _ptr(ptr, "allOf", i))
+                    sub = {"allOf": [inner, target]} if target is not True else inner
+                merged = self.merge(merged, sub, _ptr(ptr, "allOf"))
+                if merged is False:
+                    return Part()
+            for k in ("unevaluatedProperties", "unevaluatedItems"):
+                if k in node:
+                    merged[k] = node[k]
+            return self.part(merged, ptr, base)
+        if "enum" in node or "const" in node:
+            return self.enum_part(node, ptr, base)
+        if "anyOf" in node or "oneOf" in node:
+            return self.anyof_part(node, ptr, base)
+        return self.typed_part(node, ptr, base)
+
+    # ------------------------------------------------------------------ combinators
+    def branch_types(self, sub, base, ptr, depth=0) -> set:
+        sub, base = self.deref(sub, base, ptr)
+        if sub is True or sub == {}:
+            return set(_TYPES) - {"integer"}
+        if sub is False or not isinstance(sub, dict):
+            return set()
+        if "const" in sub:
+            vals = [sub["const"]]
+        elif "enum" in sub and isinstance(sub["enum"], list):
+            vals = sub["enum"]
+        else:
+            vals = None
+        if vals is not None:
+            return {"number" if _type_of(v) == "integer" else _type_of(v) for v in vals}
+        ts = set(_TYPES) - {"integer"}
+        t = sub.get("type")
+        if t is not None:
+            ts = {"number" if x == "integer" else x for x in ([t] if isinstance(t, str) else t)}
+        for kw in ("anyOf", "oneOf"):
+            if kw in sub and isinstance(sub[kw], list) and depth < 8:
+                u = set()
+                for b in sub[kw]:
+                    u |= self.branch_types(b, base, ptr, depth + 1)
+                ts &= u
+        for b in sub.get("allOf", []) if isinstance(sub.get("allOf"), list) and depth < 8 else []:
+            ts &= self.branch_types(b, base, ptr, depth + 1)
+        return ts
+
+    def _const_values(self, sub, base, ptr):
+        sub, _b = self.deref(sub, base, ptr)
+        if isinstance(sub, dict):
+            if "const" in sub:
+                return [sub["const"]]
+            if isinstance(sub.get("enum"), list):
+                return sub["enum"]
+        return None
+
+    def discriminated(self, a, b, base, ptr) -> bool:
+        """Two object schemas that require one property with disjoint const/enum values."""
+        a, abase = self.deref(a, base, ptr)
+        b, bbase = self.deref(b, base, ptr)
+        if not (isinstance(a, dict) and isinstance(b, dict)):
+            return False
+        pa, pb = a.get("properties", {}), b.get("properties", {})
+        for k in set(a.get("required", [])) & set(b.get("required", [])):
+            if k in pa and k in pb:
+                va, vb = (
+                    self._const_values(pa[k], abase, ptr),
+                    self._const_values(pb[k], bbase, ptr),
+                )
+                if (
+                    va is not None
+                    and vb is not None
+                    and not any(_json_eq(x, y) for x in va for y in vb)
+                ):
+                    return True
+        return False
+
+    def anyof_part(self, node, ptr, base) -> Part:
+        rest = {k: v for k, v in node.items() if k not in ("anyOf", "oneOf")}
+        if "oneOf" in node:
+            tss = [
+                self.branch_types(b, base, _ptr(ptr, "oneOf", i))
+                for i, b in enumerate(node["oneOf"])
+            ]
+            clash = False
+            for i in range(len(tss)):
+                for j in range(i + 1, len(tss)):
+                    common = tss[i] & tss[j]
+                    if common and not (
+                        common == {"object"}
+                        and self.discriminated(node["oneOf"][i], node["oneOf"][j], base, ptr)
+                    ):
+                        clash = True
+            if clash:
+                self.unsupported(
+                    _ptr(ptr, "oneOf"),
+                    "oneOf",
+                    "oneOf branches that can accept the same value cannot be made exclusive",
+                )
+            if "anyOf" in node:
+                rest["allOf"] = list(rest.get("allOf", [])) + [{"anyOf": node["anyOf"]}]
+            branches, key = node["oneOf"], "oneOf"
+        else:
+            branches, key = node["anyOf"], "anyOf"
+        constraining = {k for k in rest if k not in ANNOTATIONS}
+        result = Part()
+        for i, b in enumerate(branches):
+            bptr = _ptr(ptr, key, i)
+            if constraining:
+                b2, bbase = self.deref(b, base, bptr)
+                if b2 is False:
+                    continue
+                uneval = {
+                    k: rest[k] for k in ("unevaluatedProperties", "unevaluatedItems") if k in rest
+                }
+                rest2 = {k: v for k, v in rest.items() if k not in uneval}
+                sub = dict(rest) if b2 is True else {"allOf": [rest2, b2], **uneval}
+                p = self.part(sub, bptr, bbase if b2 is not True else base)
+            else:
+                p = self.part(b, bptr, base)
+            result = result.union(p)
+        if not result.any and (sum(1 for r in result.rules) > 1):
+            where = _ptr(ptr, key)
+            if where in self.widen:  # lenient fallback after an LALR conflict: any object / array
+                self.warnings.append(
+                    (where, key, "branches overlap (LALR conflict): objects/arrays widened to any")
+                )
+                kinds = result.types & {"object", "array"}
+                result = Part(False, result.strings, result.nums, result.lits, [], result.types)
+                for k in sorted(kinds):
+                    self.any_rule()
+                    result.rules.append("json_object" if k == "object" else "json_array")
+            else:
+                self.multi_struct.append(where)
+        return result
+
+    def _array_form(self, s: dict):
+        if "prefixItems" in s:
+            return list(s["prefixItems"]), s.get("items", True)
+        if isinstance(s.get("items"), list):
+            return list(s["items"]), s.get("additionalItems", True)
+        return [], s.get("items", True)
+
+    def merge(self, a: dict, b: dict, ptr: str):
+        """allOf of two schema objects as one schema object (False when unsatisfiable)."""
+        arr_keys = ("prefixItems", "items", "additionalItems")
+        if any(k in a for k in arr_keys) and any(k in b for k in arr_keys):
+            pa, ia = self._array_form(a)
+            pb, ib = self._array_form(b)
+            n = max(len(pa), len(pb))
+            pre = [
+                {"allOf": [pa[i] if i < len(pa) else ia, pb[i] if i < len(pb) else ib]}
+                for i in range(n)
+            ]
+            a = {k: v for k, v in a.items() if k not in arr_keys}
+            b = {k: v for k, v in b.items() if k not in arr_keys}
+            if ia is not True or ib is not True:
+                a["items"] = {"allOf": [ia, ib]}
+            if pre:
+                a["prefixItems"] = pre
+        out = dict(a)
+        for k, v in b.items():
+            if k in ANNOTATIONS and k not in ("$defs", "definitions"):
+                continue
+            if k not in out:
+                out[k] = v
+                continue
+            av = out[k]
+            if _json_eq(av, v):
+                continue
+            if k == "type":
+                ta = {av} if isinstance(av, str) else set(av)
+                tb = {v} if isinstance(v, str) else set(v)
+                inter = (ta & tb) | (
+                    {"integer"}
+                    if ("integer" in ta and "number" in tb) or ("number" in ta and "integer" in tb)
+                    else set()
+                )
+                if not inter:
+                    return {"not": {}}
+                out[k] = sorted(inter)
+            elif k == "required":
+                out[k] = list(dict.fromkeys(list(av) + list(v)))
+            elif (
+                k in ("minLength", "minItems", "minProperties", "minimum", "exclusiveMinimum")
+                and not isinstance(av, bool)
+                and not isinstance(v, bool)
+            ):
+                out[k] = max(av, v)
+            elif (
+                k in ("maxLength", "maxItems", "maxProperties", "maximum", "exclusiveMaximum")
+                and not isinstance(av, bool)
+                and not isinstance(v, bool)
+            ):
+                out[k] = min(av, v)
+            elif k == "properties":
+                props = dict(av)
+                for pk, pv in v.items():
+                    props[pk] = {"allOf": [props[pk], pv]} if pk in props else pv
+                out[k] = props
+            elif (
+                k in ("additionalProperties", "items", "additionalItems")
+                and not isinstance(av, list)
+                and not isinstance(v, list)
+            ):
+                out[k] = {"allOf": [av, v]}
+            elif k == "enum":
+                out[k] = [x for x in av if any(_json_eq(x, y) for y in v)]
+            elif k == "const":
+                return {"not": {}}
+            elif k == "anyOf":
+                if len(av) * len(v) > MAX_BRANCHES:
+                    raise UnsupportedFeatureError(
+                        f"allOf of anyOf too large at {ptr}", feature="allOf", where=ptr
+                    )
+                out[k] = [{"allOf": [x, y]} for x in av for y in v]
+            elif k in ("$defs", "definitions"):
+                continue
+            elif k == "uniqueItems":
+                out[k] = bool(av) or bool(v)
+            elif k == "multipleOf" and isinstance(av, int) and isinstance(v, int):
+                out[k] = av * v // math.gcd(av, v)
+            else:
+                self.unsupported(ptr, "allOf", f"cannot merge two different {k!r} constraints")
+        # properties listed by one side are subject to the other side's additionalProperties
+        for one, other in ((a, b), (b, a)):
+            if "additionalProperties" in other or "patternProperties" in other:
+                extra = [
+                    k for k in one.get("properties", {}) if k not in other.get("properties", {})
+                ]
+                if extra and "patternProperties" in other:
+                    self.unsupported(
+                        ptr,
+                        "allOf",
+                        "cannot merge properties with another branch's patternProperties",
+                    )
+                elif extra:
+                    addl = other["additionalProperties"]
+                    props = dict(out["properties"])
+                    for k in extra:
+                        props[k] = {"allOf": [props[k], addl]}
+                    out["properties"] = props
+        for one, other in ((a, b), (b, a)):
+            if "additionalProperties" in other and other["additionalProperties"] not in (True, {}):
+                req = [
+                    k
+                    for k in one.get("required", [])
+                    if k not in other.get("properties", {}) and k not in one.get("properties", {})
+                ]
+                if req:
+                    props = dict(out.get("properties", {}))
+                    for k in req:
+                        props.setdefault(k, other["additionalProperties"])
+                    out["properties"] = props
+        return out
+
+    # ------------------------------------------------------------------ enum / const
+    def enum_part(self, node, ptr, base) -> Part:
+        vals = [node["const"]] if "const" in node else list(node["enum"])
+        if "const" in node and "enum" in node:
+            vals = [v for v in vals if any(_json_eq(v, e) for e in node["enum"])]
+        check = {
+            k: v for k, v in node.items() if k not in ANNOTATIONS or k in ("$defs", "definitions")
+        }
+        needs_check = any(k not in ("enum", "const", "$defs", "definitions") for k in check)
+        part = Part()
+        seen: list = []
+        for v in vals:
+            if any(_json_eq(v, s) for s in seen):
+                continue
+            seen.append(v)
+            if needs_check and not self.literal_ok(node, v):
+                continue
+            part = part.union(self.literal(v))
+        return part
+
+    def literal(self, v) -> Part:
+        t = _type_of(v)
+        if v is None:
+            return Part(lits={"null"}, types={"null"})
+        if isinstance(v, bool):
+            return Part(lits={"true" if v else "false"}, types={"boolean"})
+        if isinstance(v, str):
+            return Part(
+                strings=['"' + _lit(json.dumps(v, ensure_ascii=False)[1:-1]) + '"'],
+                types={"string"},
+            )
+        if isinstance(v, (int, float)):
+            if t == "integer":
+                i = int(v)
+                ns = (
+                    NumSet(pos=[(i, i, Z)])
+                    if i > 0
+                    else NumSet(neg=[(-i, -i, Z)])
+                    if i < 0
+                    else NumSet(pos=[(0, 0, Z)], neg=[(0, 0, Z)])
+                )
+                return Part(nums=ns, types={"number", "integer"})
+            if math.isfinite(v):
+                return Part(nums=NumSet(literals=[_lit(repr(v))]), types={"number"})
+            return Part()
+        if isinstance(v, list):
+            lk, rk, c = self.punct("["), self.punct("]"), self.punct(",")
+            if not v:
+                return Part(rules=[self.rule([f"{lk} {rk}"])], types={"array"})
+            items = [self.value_rule(self.literal(x)) for x in v]
+            return Part(
+                rules=[self.rule([f"{lk} " + f" {c} ".join(items) + f" {rk}"])], types={"array"}
+            )
+        if isinstance(v, dict):
+            lb, rb, c, col = self.punct("{"), self.punct("}"), self.punct(","), self.punct(":")
+            if not v:
+                return Part(rules=[self.rule([f"{lb} {rb}"])], types={"object"})
+            members = [
+                f"{self.key_term(k)} {col} {self.value_rule(self.literal(x))}" for k, x in v.items()
+            ]
+            return Part(
+                rules=[self.rule([f"{lb} " + f" {c} ".join(members) + f" {rb}"])], types={"object"}
+            )
+        raise GrammarError(f"enum/const value {v!r} is not JSON")
+
+    def key_term(self, key: str) -> str:
+        return self.term('"' + _lit(json.dumps(key, ensure_ascii=False)[1:-1]) + '"')
+
+    # ------------------------------------------------------------------ types
+    def typed_part(self, node, ptr, base) -> Part:
+        node = self.uneval_local(node)
+        t = node.get("type")
+        types = set(_TYPES) if t is None else ({t} if isinstance(t, str) else set(t))
+        if "integer" in types and "number" in types:
+            types.discard("integer")
+        if "not" in node:
+            types = self.not_types(node["not"], types, _ptr(ptr, "not"))
+        for kw, applies in UNSUPPORTED.items():
+            if kw in node and (
+                applies is None or applies in types or (applies == "number" and "integer" in types)
+            ):
+                if kw == "uniqueItems" and node[kw] is False:
+                    continue
+                if kw == "if" and "then" not in node and "else" not in node:
+                    continue
+                self.unsupported(
+                    _ptr(ptr, kw), kw, f"{kw} cannot be enforced by a context-free grammar here"
+                )
+        if t is None and not any(k in node for k in _TYPE_KEYWORDS):
+            if types == set(_TYPES):
+                return Part(any=True, types=set(_TYPES))
+        part = Part()
+        if "null" in types:
+            part = part.union(Part(lits={"null"}, types={"null"}))
+        if "boolean" in types:
+            part = part.union(Part(lits={"true", "false"}, types={"boolean"}))
+        if "number" in types or "integer" in types:
+            if getattr(self, "_not_integer", False):
+                self._not_integer = False
+                if "number" in types:
+                    part = part.union(self.non_integer_part(node, ptr))
+            else:
+                part = part.union(self.number_part(node, ptr, integer="number" not in types))
+        if "string" in types:
+            part = part.union(self.string_part(node, ptr))
+        if "array" in types:
+            r = self.array_rule(node, ptr, base)
+            if r:
+                part = part.union(Part(rules=[r], types={"array"}))
+        if "object" in types:
+            r = self.object_rule(node, ptr, base)
+            if r:
+                part = part.union(Part(rules=[r], types={"object"}))
+        return part
+
+    def not_types(self, sub, types: set, ptr: str) -> set:
+        if sub is True or sub == {}:
+            return set()
+        if sub is False:
+            return types
+        if isinstance(sub, dict) and set(sub) - ANNOTATIONS <= {"type"} and "type" in sub:
+            t = sub["type"]
+            ban = {t} if isinstance(t, str) else set(t)
+            if "integer" in ban and "number" not in ban and "number" in types:
+                self._not_integer = True
+                ban.discard("integer")
+            t = sub["type"]
+            ban = {t} if isinstance(t, str) else set(t)
+            if "number" in ban:
+                ban.add("integer")
+            return types - ban
+        self.unsupported(ptr, "not", "only `not` of a type (or of true/false) is supported")
+        return types
+
+    # ------------------------------------------------------------------ numbers
+    def number_part(self, node, ptr, integer: bool) -> Part:
+        lo, lo_ex, hi, hi_ex = None, False, None, False
+        mn, mx = node.get("minimum"), node.get("maximum")
+        emn, emx = node.get("exclusiveMinimum"), node.get("exclusiveMaximum")
+        if isinstance(emn, bool):  # draft-04
+            emn = mn if emn and mn is not None else None
+            if emn is not None:
+                mn = None
+        if isinstance(emx, bool):
+            emx = mx if emx and mx is not None else None
+            if emx is not None:
+                mx = None
+
+        def fr(x):
+            return Fraction(x) if not isinstance(x, float) or math.isfinite(x) else None
+
+        for val, ex in ((mn, False), (emn, True)):
+            if (
+                val is not None
+                and fr(val) is not None
+                and (lo is None or fr(val) > lo or (fr(val) == lo and ex))
+            ):
+                lo, lo_ex = fr(val), ex
+        for val, ex in ((mx, False), (emx, True)):
+            if (
+                val is not None
+                and fr(val) is not None
+                and (hi is None or fr(val) < hi or (fr(val) == hi and ex))
+            ):
+                hi, hi_ex = fr(val), ex
+        mult = node.get("multipleOf")
+        types = {"integer"} if integer else {"number", "integer"}
+        if mult is not None:
+            m = Fraction(mult)
+            if m.denominator == 1:
+                if m == 1:
+                    integer = True
+                else:
+                    return self.multiple_part(int(m), lo, lo_ex, hi, hi_ex, ptr, types)
+            else:
+                self.unsupported(
+                    _ptr(ptr, "multipleOf"),
+                    "multipleOf",
+                    "multipleOf with a fractional divisor is not supported",
+                )
+        if lo is None and hi is None:
+            if integer:
+                return Part(nums=NumSet(pos=[(0, None, Z)], neg=[(0, None, Z)]), types=types)
+            return Part(nums=NumSet(full=True), types=types)
+        if integer:
+            ilo = None if lo is None else (math.floor(lo) + 1 if lo_ex else math.ceil(lo))
+            ihi = None if hi is None else (math.ceil(hi) - 1 if hi_ex else math.floor(hi))
+            pos = _mag_pieces(ilo, False, ihi, False, True)
+            neg = _mag_pieces(
+                None if ihi is None else -ihi, False, None if ilo is None else -ilo, False, True
+            )
+            return Part(nums=NumSet(pos=pos, neg=neg), types=types)
+        for val, kw in ((lo, "minimum"), (hi, "maximum")):
+            if val is not None and val.denominator != 1:
+                self.unsupported(
+                    _ptr(ptr, kw),
+                    kw,
+                    "a non-integer bound on a non-integer number is not supported",
+                )
+                return Part(nums=NumSet(full=True), types=types)
+        ilo = None if lo is None else int(lo)
+        ihi = None if hi is None else int(hi)
+        pos = _mag_pieces(ilo, lo_ex, ihi, hi_ex, False)
+        neg = _mag_pieces(
+            None if ihi is None else -ihi, hi_ex, None if ilo is None else -ilo, lo_ex, False
+        )
+        return Part(nums=NumSet(pos=pos, neg=neg), types=types)
+
+    def non_integer_part(self, node, ptr) -> Part:
+        """Numbers with a nonzero fraction (`not: {type: integer}`), without bounds."""
+        if any(
+            k in node
+            for k in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf")
+        ):
+            self.unsupported(
+                _ptr(ptr, "not"), "not", "`not: {type: integer}` together with numeric bounds"
+            )
+        return Part(nums=NumSet(pos=[(0, None, NZ)], neg=[(0, None, NZ)]), types={"number"})
+
+    def multiple_part(self, m: int, lo, lo_ex, hi, hi_ex, ptr, types) -> Part:
+        """Integers that are multiples of m, by a digit automaton (right-linear rules)."""
+        if lo is not None or hi is not None:
+            # bounded: enumerate when small
+            if lo is not None and hi is not None:
+                a = math.ceil(lo) + (1 if lo_ex and lo.denominator == 1 else 0)
+                b = math.floor(hi) - (1 if hi_ex and hi.denominator == 1 else 0)
+                vals = (
+                    [x for x in range(a - a % m if a % m else a, b + 1, m) if x >= a]
+                    if b - a < 100_000
+                    else None
+                )
+                if vals is not None and len(vals) <= 256:
+                    p = Part()
+                    for x in vals:
+                        p = p.union(self.literal(x))
+                    return p
+            self.unsupported(
+                _ptr(ptr, "multipleOf"),
+                "multipleOf",
+                "multipleOf together with wide numeric bounds is not supported",
+            )
+            return Part(nums=NumSet(pos=[(0, None, Z)], neg=[(0, None, Z)]), types=types)
+        if m > 1000:
+            self.unsupported(
+                _ptr(ptr, "multipleOf"), "multipleOf", "multipleOf above 1000 is not supported"
+            )
+            return Part(nums=NumSet(pos=[(0, None, Z)], neg=[(0, None, Z)]), types=types)
+        # state r = value mod m; tail rules D_r: digit D_r' | (end when r == 0)
+        names = [self.new_name() for _ in range(m)]
+        for r in range(m):
+            by_target: dict[int, list[int]] = {}
+            for d in range(10):
+                by_target.setdefault((10 * r + d) % m, []).append(d)
+            alts = [
+                f"{self.term(self.digit_class(ds))} {names[t]}"
+                for t, ds in sorted(by_target.items())
+            ]
+            if r == 0:
+                alts.append("")
+            self.define(names[r], alts)
+        firsts: dict[int, list[int]] = {}
+        for d in range(1, 10):
+            firsts.setdefault(d % m, []).append(d)
+        nonzero = self.rule(
+            [f"{self.term(self.digit_class(ds))} {names[t]}" for t, ds in sorted(firsts.items())]
+        )
+        zero = self.term("0")
+        minus = self.term("-")
+        return Part(rules=[self.rule([zero, nonzero, f"{minus} {nonzero}"])], types={"integer"})
+
+    @staticmethod
+    def digit_class(ds: list[int]) -> str:
+        return str(ds[0]) if len(ds) == 1 else "[" + "".join(map(str, ds)) + "]"
+
+    # ------------------------------------------------------------------ strings
+    def string_part(self, node, ptr) -> Part:
+        mn = int(node.get("minLength", 0))
+        mx = node.get("maxLength")
+        mx = None if mx is None else int(mx)
+        pattern, fmt = node.get("pattern"), node.get("format")
+        bodies: list[tuple[str, tuple, str]] = []  # (regex, width, keyword)
+        if fmt is not None:
+            if fmt in FORMATS:
+                rx, wlo, whi = FORMATS[fmt]
+                bodies.append((rx, (wlo, whi), "format"))
+            elif fmt in KNOWN_FORMATS:
+                self.unsupported(_ptr(ptr, "format"), "format", f"format {fmt!r} is not supported")
+        if pattern is not None:
+            try:
+                rx, width = translate_pattern(pattern)
+                bodies.append((rx, width, "pattern"))
+            except _PatternError as exc:
+                self.unsupported(_ptr(ptr, "pattern"), "pattern", f"pattern {pattern!r}: {exc}")
+        if mx is not None and mn > mx:
+            return Part()
+        if len(bodies) > 1:
+            self.unsupported(
+                _ptr(ptr, "pattern"), "pattern", "pattern together with format cannot be combined"
+            )
+            bodies = bodies[:1]
+        if not bodies:
+            if mn == 0 and mx is None:
+                return Part(strings=[JSON_STRING], types={"string"})
+            if max(mn, mx or 0) > MAX_REPEAT_EXPANSION * 50:
+                self.unsupported(ptr, "maxLength", "string length bounds too large")
+                return Part(strings=[JSON_STRING], types={"string"})
+            rep = f"{{{mn},}}" if mx is None else f"{{{mn},{mx}}}"
+            return Part(strings=[f'"{CHAR_ONE}{rep}"'], types={"string"})
+        rx, width, kw = bodies[0]
+        if mn > 0 or mx is not None:
+            if (
+                width is not None
+                and width[0] >= mn
+                and (mx is None or (width[1] is not None and width[1] <= mx))
+            ):
+                pass  # the length bounds are implied
+            elif kw == "pattern" and (rep := _single_repeat(pattern)) is not None:
+                cls, a, b = rep
+                lo2 = max(a, mn)
+                hi2 = mx if b is None else b if mx is None else min(b, mx)
+                if hi2 is not None and lo2 > hi2:
+                    return Part()
+                rx = f"(?:{cls}){{{lo2},{'' if hi2 is None else hi2}}}"
+            else:
+                self.unsupported(
+                    _ptr(ptr, "maxLength" if mx is not None else "minLength"),
+                    "maxLength" if mx is not None else "minLength",
+                    f"length bounds together with {kw} are not supported",
+                )
+        return Part(strings=[f'"{rx}"'], types={"string"})
+
+    # ------------------------------------------------------------------ arrays
+    def array_rule(self, node, ptr, base) -> str | None:
+        prefix, prefix_ptr = [], ""
+        items: Any = True
+        items_ptr = _ptr(ptr, "items")
+        if "prefixItems" in node:
+            prefix, prefix_ptr = node["prefixItems"], "prefixItems"
+            items = node.get("items", True)
+        elif isinstance(node.get("items"), list):
+            prefix, prefix_ptr = node["items"], "items"
+            items, items_ptr = node.get("additionalItems", True), _ptr(ptr, "additionalItems")
+        elif "items" in node:
+            items = node["items"]
+        if items is not None and not isinstance(items, (dict, bool)):
+            raise self.malformed(items_ptr, "items must be a schema")
+        mn = int(node.get("minItems", 0))
+        mx = node.get("maxItems")
+        mx = None if mx is None else int(mx)
+        if max(mn, len(prefix), mx or 0) > MAX_REPEAT_EXPANSION and (
+            mx is not None or mn > MAX_REPEAT_EXPANSION
+        ):
+            self.unsupported(
+                _ptr(ptr, "maxItems" if mx is not None else "minItems"),
+                "maxItems" if mx is not None else "minItems",
+                f"array bounds above {MAX_REPEAT_EXPANSION} are not expanded",
+            )
+            mx = None if mx is not None and mx > MAX_REPEAT_EXPANSION else mx
+            mn = min(mn, MAX_REPEAT_EXPANSION)
+        slots = [self.part(s, _ptr(ptr, prefix_ptr, i), base) for i, s in enumerate(prefix)]
+        item_part = self.part(items, items_ptr, base)
+        slot_rules = [None if p.empty() else self.value_rule(p) for p in slots]
+        item_rule = None if item_part.empty() else self.value_rule(item_part)
+        lk, rk, c = self.punct("["), self.punct("]"), self.punct(",")
+        n_fixed = max(len(prefix), mn)
+        if mx is not None:
+            n_fixed = min(max(n_fixed, mx), max(mx, 0))
+
+        # E_j: elements from position j (0-based) on; j > 0 means a comma precedes each element
+        def slot(j):
+            return slot_rules[j] if j < len(prefix) else item_rule
+
+        tail_start = max(len(prefix), mn)
+        nxt: str | None = None
+        # uniform unbounded tail after position tail_start
+        last = n_fixed if mx is not None else tail_start
+        if mx is None:
+            if item_rule is not None:
+                tail = self.rule([f"({c} {item_rule})*"]) if tail_start > 0 else None
+                nxt = tail if tail_start > 0 else self.rule(["", f"{item_rule} ({c} {item_rule})*"])
+            else:
+                nxt = self.rule([""]) if tail_start >= mn else None
+        else:
+            nxt = self.rule([""]) if last >= mn else None
+        for j in range(last - 1, -1, -1):
+            s = slot(j)
+            alts = []
+            if s is not None and nxt is not None:
+                alts.append(f"{c} {s} {nxt}" if j > 0 else f"{s} {nxt}")
+            if j >= mn:
+                alts.append("")
+            nxt = self.rule(alts) if alts else None
+        if nxt is None:
+            return None
+        return self.rule([f"{lk} {nxt} {rk}"])
+
+    # ------------------------------------------------------------------ objects
+    def object_rule(self, node, ptr, base) -> str | None:
+        props = node.get("properties", {})
+        required = list(node.get("required", []))
+        addl = node.get("additionalProperties", True)
+        if addl is not None and not isinstance(addl, (dict, bool)):
+            raise self.malformed(
+                _ptr(ptr, "additionalProperties"), "additionalProperties must be a schema"
+            )
+        pats = node.get("patternProperties", {})
+        if addl in (True, {}) and all(s in (True, {}) for s in pats.values()):
+            pats = {}
+        lb, rb, c, col = self.punct("{"), self.punct("}"), self.punct(","), self.punct(":")
+        compiled_pats = []
+        for p in pats:
+            try:
+                compiled_pats.append((p, re.compile(p)))
+            except re.error:
+                self.unsupported(
+                    _ptr(ptr, "patternProperties", p),
+                    "patternProperties",
+                    f"pattern {p!r} is not supported",
+                )
+        keys = list(props) + [k for k in required if k not in props]
+        members = []  # (key, required, value rule or None)
+        for k in keys:
+            subs, sptrs = [], []
+            if k in props:
+                subs.append(props[k])
+                sptrs.append(_ptr(ptr, "properties", k))
+            for p, cp in compiled_pats:
+                if cp.search(k):
+                    subs.append(pats[p])
+            if k not in props and len(subs) == 0:
+                subs.append(addl)
+            if len(subs) == 1:
+                part = self.part(
+                    subs[0], sptrs[0] if sptrs else _ptr(ptr, "additionalProperties"), base
+                )
+            else:
+                part = self.part({"allOf": subs}, sptrs[0] if sptrs else ptr, base)
+            is_req = k in required
+            if part.empty():
+                if is_req:
+                    return None
+                continue
+            members.append((k, is_req, f"{self.key_term(k)} {col} {self.value_rule(part)}"))
+        listed = set(keys)
+        # extra members: (key terminal, value rule)
+        extras: list[str] = []
+        if pats:
+            # extra keys must match a pattern: keys matching none (which additionalProperties would
+            # allow) are not generated -- a documented restriction, never an over-approximation.
+            regexes = []
+            for p, cp in compiled_pats:
+                if any(cp.search(k) for k in listed):
+                    self.unsupported(
+                        _ptr(ptr, "patternProperties", p),
+                        "patternProperties",
+                        "a patternProperties pattern that matches a listed property is not supported",
+                    )
+                    continue
+                try:
+                    rx, _w = translate_pattern(p)
+                except _PatternError as exc:
+                    self.unsupported(
+                        _ptr(ptr, "patternProperties", p), "patternProperties", str(exc)
+                    )
+                    continue
+                regexes.append((p, '"' + rx + '"'))
+            if len(regexes) > 1 and not self.disjoint([r for _p, r in regexes]):
+                self.unsupported(
+                    _ptr(ptr, "patternProperties"),
+                    "patternProperties",
+                    "overlapping patternProperties patterns are not supported",
+                )
+                regexes = regexes[:1]
+            for p, rx in regexes:
+                vp = self.part(pats[p], _ptr(ptr, "patternProperties", p), base)
+                if not vp.empty():
+                    extras.append(f"{self.term(rx)} {col} {self.value_rule(vp)}")
+        elif addl is not False:
+            vp = self.part(addl, _ptr(ptr, "additionalProperties"), base)
+            if not vp.empty():
+                extras.append(f"{self.term(_key_excluding(listed))} {col} {self.value_rule(vp)}")
+        minp = int(node.get("minProperties", 0))
+        maxp = node.get("maxProperties")
+        n_req = sum(1 for m in members if m[1])
+        if minp > max(n_req, 1):
+            self.unsupported(
+                _ptr(ptr, "minProperties"),
+                "minProperties",
+                "minProperties above 1 is not supported",
+            )
+            minp = 0
+        if maxp is not None:
+            maxp = int(maxp)
+            if n_req > maxp:
+                return None
+            if maxp == 0:
+                return self.rule([f"{lb} {rb}"])
+            if extras or len(members) > maxp:
+                self.unsupported(
+                    _ptr(ptr, "maxProperties"),
+                    "maxProperties",
+                    "maxProperties is only supported when it is implied",
+                )
+        if minp > n_req and not members and not extras:
+            return None
+        if self.order == "any" and len(members) > 1:
+            if len(members) > MAX_ANY_ORDER:
+                self.unsupported(
+                    ptr,
+                    "property_order",
+                    f"property_order='any' supports at most {MAX_ANY_ORDER} properties",
+                )
+            else:
+                return self.object_any(members, extras, minp)
+        ext_rule = self.rule(extras) if extras else None
+        # R_i: something emitted; F_i: nothing yet
+        if ext_rule:
+            r_next: str | None = self.rule([f"({c} {ext_rule})*"])
+            f_next: str | None = self.rule([f"{ext_rule} {r_next}"] + ([""] if minp == 0 else []))
+        else:
+            r_next = self.rule([""])
+            f_next = self.rule([""]) if minp == 0 else None
+        for _k, req, mem in reversed(members):
+            r_alts = [f"{c} {mem} {r_next}"]
+            f_alts = [f"{mem} {r_next}"]
+            if not req:
+                r_alts.append(r_next)
+                if f_next is not None:
+                    f_alts.append(f_next)
+            r_next = self.rule(r_alts)
+            f_next = self.rule(f_alts)
+        if f_next is None:
+            return None
+        return self.rule([f"{lb} {f_next} {rb}"])
+
+    def object_any(self, members, extras, minp) -> str:
+        lb, rb, c = self.punct("{"), self.punct("}"), self.punct(",")
+        n = len(members)
+        req_mask = sum(1 << i for i, m in enumerate(members) if m[1])
+        ext_rule = self.rule(extras) if extras else None
+        memo: dict[tuple[int, bool], str] = {}
+
+        def st(used: int, first: bool) -> str | None:
+            key = (used, first)
+            if key in memo:
+                return memo[key]
+            alts = []
+            for i in range(n):
+                if not used & (1 << i):
+                    nx = st(used | (1 << i), False)
+                    if nx is not None:
+                        alts.append(("" if first else f"{c} ") + f"{members[i][2]} {nx}")
+            if used & req_mask == req_mask:
+                if ext_rule:
+                    tail = self.rule([f"({c} {ext_rule})*"])
+                    alts.append(f"{ext_rule} {tail}" if first else tail)
+                    if first and minp == 0:
+                        alts.append("")
+                elif not (first and minp > 0):
+                    alts.append("")
+            memo[key] = self.rule(alts) if alts else None
+            return memo[key]
+
+        body = st(0, True)
+        return self.rule([f"{lb} {body} {rb}"]) if body else None
+
+    def disjoint(self, regexes: list[str]) -> bool:
+        try:
+            import interegular
+
+            from .regex import _expand_unicode_escapes
+
+            fsms = [interegular.parse_pattern(_expand_unicode_escapes(r)).to_fsm() for r in regexes]
+            for i in range(len(fsms)):
+                for j in range(i + 1, len(fsms)):
+                    if not (fsms[i] & fsms[j]).empty():
+                        return False
+            return True
+        except Exception:  # noqa: BLE001 - cannot decide: treat as overlapping
+            return False
+
+
+def _absolutize(node, base: str):
+    """A copy of `node` whose relative $refs are made absolute against `base` (for inlining)."""
+    if isinstance(node, list):
+        return [_absolutize(x, base) for x in node]
+    if not isinstance(node, dict):
+        return node
+    sid = node.get("$id")
+    if isinstance(sid, str) and not sid.startswith("#"):
+        base = urldefrag(_join(base, sid))[0]
+    out = {}
+    for k, v in node.items():
+        if k == "$ref" and isinstance(v, str):
+            out[k] = _join(base, v)
+        elif k in ("enum", "const", "examples", "default"):
+            out[k] = v
+        else:
+            out[k] = _absolutize(v, base)
+    return out
+
+
+_TYPE_KEYWORDS = frozenset(
+    [
+        "minimum",
+        "maximum",
+        "exclusiveMinimum",
+        "exclusiveMaximum",
+        "multipleOf",
+        "minLength",
+        "maxLength",
+        "pattern",
+        "format",
+        "items",
+        "prefixItems",
+        "additionalItems",
+        "minItems",
+        "maxItems",
+        "properties",
+        "required",
+        "additionalProperties",
+        "patternProperties",
+        "minProperties",
+        "maxProperties",
+        "not",
+    ]
+) | frozenset(UNSUPPORTED)
+
+
+def _unit(ch: str) -> str:
+    """Regex for the canonical JSON spelling of one character (escaped where JSON requires it)."""
+    return _lit(json.dumps(ch, ensure_ascii=False)[1:-1])
+
+
+def _key_excluding(listed: set) -> str:
+    """A quoted-string regex for every key except the listed ones.
+
+    Up to the first character that differs from every listed name, a key is spelled raw (no
+    escapes), so each decoded key has one spelling there and the exclusion is exact; after it,
+    any JSON spelling follows. Shape: Dev TAIL | End, where Dev walks the trie of listed names
+    and leaves it by a differing raw character, and End stops early at a non-listed prefix."""
+    if not listed:
+        return JSON_STRING
+    trie: dict = {}
+    for k in listed:
+        node = trie
+        for ch in k:
+            node = node.setdefault(ch, {})
+        node[None] = {}
+
+    def dev(node: dict) -> str:
+        children = [c for c in node if c is not None]
+        alts = [_unit(c) + dev(node[c]) for c in children]
+        other = _class(_minus([(0x20, MAXCP)], [(ord(c), ord(c)) for c in children] + _SPECIAL))
+        if other:
+            alts.append(other)
+        return alts[0] if len(alts) == 1 else "(?:" + "|".join(alts) + ")"
+
+    def end(node: dict) -> str | None:
+        alts = []
+        for c in node:
+            if c is not None:
+                sub = end(node[c])
+                if sub is not None:
+                    alts.append(_unit(c) + sub)
+        if None not in node:
+            alts.append("")
+        if not alts:
+            return None
+        return alts[0] if len(alts) == 1 else "(?:" + "|".join(alts) + ")"
+
+    e = end(trie)
+    body = f"{dev(trie)}{CHAR_FULL}*"
+    return '"(?:' + body + ("|" + e if e is not None else "") + ')"'
+
+
+# ----------------------------------------------------------------------------- public API
+
+
+def _canonical_schema(schema):
+    if isinstance(schema, str):
+        try:
+            schema = json.loads(schema)
+        except json.JSONDecodeError as exc:
+            raise GrammarError(f"schema is not valid JSON: {exc}") from None
+    if isinstance(schema, type):
+        try:
+            from pydantic import BaseModel
+        except ImportError:
+            BaseModel = None
+        if BaseModel is not None and issubclass(schema, BaseModel):
+            schema = schema.model_json_schema()
+        else:
+            raise TypeError(f"cannot make a JSON schema from {schema!r}")
+    if not isinstance(schema, (dict, bool)):
+        raise GrammarError(
+            f"a JSON schema must be an object or a boolean, not {type(schema).__name__}"
+        )
+    try:
+        json.dumps(schema, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise GrammarError(f"schema is not JSON data: {exc}") from None
+    return schema
+
+
+def _ws_regex(whitespace: str) -> str:
+    if whitespace == "compact":
+        return ""
+    if whitespace == "pretty":
+        return _PRETTY_WS
+    if not isinstance(whitespace, str):
+        raise TypeError("whitespace must be 'compact', 'pretty' or a bounded regex string")
+    _bounded_ws(whitespace)
+    return f"(?:{whitespace})"
+
+
+def _lalr_conflict(text: str) -> str | None:
+    """lark's LALR(1) conflict message for the grammar, or None (no lexer is built: fast)."""
+    import lark
+
+    class _NoLexer(lark.lexer.Lexer):
+        def __init__(self, lexer_conf) -> None:
+            pass
+
+        def lex(self, lexer_state, parser_state):  # pragma: no cover - never lexes
+            raise NotImplementedError
+
+    try:
+        lark.Lark(text, parser="lalr", lexer=_NoLexer, start="start")
+    except lark.exceptions.GrammarError as exc:
+        return str(exc).splitlines()[0]
+    return None
+
+
+def schema_to_lark(
+    schema: dict | bool | str,
+    *,
+    strict: bool = True,
+    whitespace: Literal["compact", "pretty"] | str = "compact",
+    property_order: Literal["schema", "any"] = "schema",
+) -> SchemaGrammar:
+    """Compile a JSON Schema to lark grammar text (start rule `start`)."""
+    schema = _canonical_schema(schema)
+    if property_order not in ("schema", "any"):
+        raise ValueError("property_order must be 'schema' or 'any'")
+    ws = _ws_regex(whitespace)
+    widen: set[str] = set()
+    for _attempt in range(8):
+        comp = _Compiler(schema, strict, ws, property_order)
+        comp.widen = widen
+        try:
+            part = comp.part(schema, "", "")
+        except RecursionError:
+            raise GrammarError("schema too deeply nested") from None
+        if part.empty():  # unsatisfiable: a grammar with an empty language
+            comp.warnings.append(("#", "", "the schema accepts no JSON value"))
+            start = comp.term("[^\\s\\S]")
+        else:
+            start = comp.value_rule(part)
+        text = comp.text(start)
+        conflict = _lalr_conflict(text) if comp.multi_struct else None
+        if conflict is None:
+            return SchemaGrammar(text, comp.warnings)
+        where = comp.multi_struct[0]
+        kw = where.rsplit("/", 1)[-1]
+        msg = f"the {kw} branches overlap in a way an LALR(1) grammar cannot decide ({conflict})"
+        if strict:
+            raise UnsupportedFeatureError(
+                f"{msg} (keyword {kw!r} at {where})", feature=kw, where=where
+            )
+        widen |= set(comp.multi_struct)
+    raise GrammarError(msg)
+
+
+class JsonSchema(Constraint):
+    """Text that is a JSON document valid against a JSON Schema (see docs/json_schema.md)."""
+
+    disk_cacheable = False  # the CFG engine's compiled form is not pickled
+
+    def __init__(
+        self,
+        schema,
+        *,
+        strict: bool = True,
+        whitespace: str = "compact",
+        property_order: str = "schema",
+    ) -> None:
+        self.schema = _canonical_schema(schema)
+        self.options = {
+            "strict": strict,
+            "whitespace": whitespace,
+            "property_order": property_order,
+        }
+        grammar = schema_to_lark(
+            self.schema, strict=strict, whitespace=whitespace, property_order=property_order
+        )
+        self.lark_text = grammar.lark_text
+        self.warnings = grammar.warnings
+        self._key = "json_schema:" + json.dumps(
+            [self.schema, self.options], sort_keys=True, separators=(",", ":")
+        )
+
+    @property
+    def key(self) -> str:
+        return self._key
+
+    def _compile(self, vocab) -> Compiled:
+        from .cfg import Grammar
+
+        return Grammar(self.lark_text).compile(vocab)
+
+
+def json_schema(
+    schema, *, strict: bool = True, whitespace: str = "compact", property_order: str = "schema"
+) -> JsonSchema:
+    """A constraint for JSON valid against `schema` (dict, bool, JSON text or a pydantic model class)."""
+    js = JsonSchema(schema, strict=strict, whitespace=whitespace, property_order=property_order)
+    if js.warnings:
+        lines = "\n".join(f"  {ptr}: {kw}: {msg}" for ptr, kw, msg in js.warnings)
+        warnings.warn(
+            f"json_schema ignored {len(js.warnings)} keyword(s) it cannot enforce:\n{lines}",
+            GuideSchemaWarning,
+            stacklevel=2,
+        )
+    return js
+
+
+def json_value(*, whitespace: str = "compact") -> JsonSchema:
+    """Any JSON value."""
+    return JsonSchema(True, whitespace=whitespace)

@@ -1,0 +1,909 @@
+"""JSON Schema -> lark grammar: per-keyword accept/reject tables (oracle: `jsonschema`), errors and
+pointers, lenient warnings, recursion, pydantic input, and property-based soundness checks.
+
+The engine here is lark's own LALR parser with the contextual lexer; the CFG engine's semantics
+are defined as exactly that (see guide/grammars/cfg.py)."""
+
+from __future__ import annotations
+
+import json
+import random
+import warnings
+from functools import lru_cache
+
+import jsonschema
+import lark
+import lark.lexer
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from guide.errors import GrammarError, UnsupportedFeatureError
+from guide.grammars.json_schema import (
+    GuideSchemaWarning,
+    JsonSchema,
+    json_schema,
+    json_value,
+    schema_to_lark,
+)
+
+lark.lexer.has_interegular = False  # lark's optional collision report: slow and only logs
+
+
+@lru_cache(maxsize=512)
+def _parser(text: str) -> lark.Lark:
+    return lark.Lark(text, parser="lalr", lexer="contextual", start="start")
+
+
+def accepts(grammar_text: str, text: str) -> bool:
+    try:
+        _parser(grammar_text).parse(text)
+        return True
+    except lark.exceptions.LarkError:
+        return False
+
+
+def oracle(schema, instance) -> bool:
+    cls = (
+        jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
+        if isinstance(schema, dict)
+        else jsonschema.Draft202012Validator
+    )
+    return cls(schema, format_checker=cls.FORMAT_CHECKER).is_valid(instance)
+
+
+def dump(x) -> str:
+    return json.dumps(x, separators=(",", ":"), ensure_ascii=False)
+
+
+def check(schema, valid=(), invalid=(), raw_valid=(), raw_invalid=(), **opts):
+    g = schema_to_lark(schema, **opts).lark_text
+    for inst in valid:
+        assert oracle(schema, inst), f"table error: {inst!r} is not valid"
+        assert accepts(g, dump(inst)), f"valid {dump(inst)} rejected"
+    for inst in invalid:
+        assert not oracle(schema, inst), f"table error: {inst!r} is valid"
+        assert not accepts(g, dump(inst)), f"invalid {dump(inst)} accepted"
+    for text in raw_valid:
+        assert oracle(schema, json.loads(text)), text
+        assert accepts(g, text), f"valid text {text!r} rejected"
+    for text in raw_invalid:
+        assert not accepts(g, text), f"text {text!r} accepted"
+    return g
+
+
+# ----------------------------------------------------------------------------- JSON lexical level
+
+
+def test_any_json_value_strings_and_numbers():
+    g = schema_to_lark(True).lark_text
+    good = [
+        '"a\\"b"',
+        '"\\\\"',
+        '"\\/"',
+        '"\\b\\f\\n\\r\\t"',
+        '"\\u00e9\\uD83D\\ude00"',
+        '"é😀"',
+        "0",
+        "-0",
+        "1.5e10",
+        "-12.0E-3",
+        "1E+2",
+        "true",
+        "false",
+        "null",
+        "[]",
+        "{}",
+        '{"a":[1,{"b":null}]}',
+        '""',
+    ]
+    bad = [
+        '"\n"',
+        '"\t"',
+        '"\\x"',
+        '"\\u12"',
+        '"abc',
+        "01",
+        "1.",
+        ".5",
+        "+1",
+        "1e",
+        "NaN",
+        "Infinity",
+        "[1,]",
+        '{"a":1,}',
+        "{'a':1}",
+        " 1",
+        "1 ",
+        "[1, 2]",
+        "tru",
+    ]
+    for t in good:
+        assert accepts(g, t), t
+    for t in bad:
+        assert not accepts(g, t), t
+
+
+def test_json_value_constraint_and_key():
+    a, b = json_value(), json_value()
+    assert a == b and hash(a) == hash(b) and a.key.startswith("json_schema:")
+    assert json_value(whitespace="pretty") != a
+    assert json_schema({"type": "integer"}).key != json_schema({"type": "number"}).key
+    assert isinstance(a, JsonSchema) and "start" in a.lark_text
+
+
+# ----------------------------------------------------------------------------- keywords
+
+
+def test_type_single_and_list():
+    check(
+        {"type": "integer"},
+        valid=[0, -7, 12345678901234567890, 3.0],
+        invalid=[1.5, "1", None, True],
+    )
+    check({"type": "number"}, valid=[0, 1.5, -2e-3], invalid=["1", None])
+    check({"type": "string"}, valid=["", "x"], invalid=[1, None])
+    check({"type": "boolean"}, valid=[True, False], invalid=[0, "true"])
+    check({"type": "null"}, valid=[None], invalid=[0, False])
+    check({"type": ["string", "null"]}, valid=["a", None], invalid=[1, [], {}])
+    check({"type": "array"}, valid=[[], [1, "a", [None]]], invalid=[{}, "[]"])
+    check({"type": "object"}, valid=[{}, {"a": [1]}], invalid=[[], None])
+
+
+def test_properties_required_additional():
+    schema = {
+        "type": "object",
+        "properties": {"a": {"type": "integer"}, "b": {"type": "string"}},
+        "required": ["a"],
+    }
+    check(
+        schema,
+        valid=[{"a": 1}, {"a": 1, "b": "x"}, {"a": 1, "zz": [1]}, {"a": 1, "b": "x", "c": None}],
+        invalid=[{}, {"b": "x"}, {"a": "1"}, {"a": 1, "b": 2}],
+    )
+    g = schema_to_lark(schema).lark_text
+    # listed keys may not come back as "additional" ones (that would dodge their schema)
+    assert not accepts(g, '{"a":1,"a":"x"}')
+    assert not accepts(g, '{"a":1,"b":"x","b":3}')
+    assert not accepts(g, '{"a":1,"\\u0062":3}')  # "b" spelled with an escape
+    assert accepts(g, '{"a":1,"ab":3}') and accepts(g, '{"a":1,"":3}')
+    # schema order: listed properties first, in schema order
+    assert not accepts(g, '{"b":"x","a":1}')
+    closed = {
+        "type": "object",
+        "properties": {"a": {"type": "integer"}},
+        "additionalProperties": False,
+    }
+    check(closed, valid=[{}, {"a": 1}], invalid=[{"b": 1}, {"a": 1, "b": 1}])
+    typed = {"type": "object", "properties": {"a": {}}, "additionalProperties": {"type": "integer"}}
+    check(typed, valid=[{"a": "x", "b": 1, "c": 2}], invalid=[{"b": "x"}])
+    # required but not listed: value from additionalProperties
+    check(
+        {"type": "object", "required": ["k"], "additionalProperties": {"type": "null"}},
+        valid=[{"k": None}],
+        invalid=[{}, {"k": 1}],
+    )
+    check(
+        {"type": "object", "required": ["k"], "additionalProperties": False}, invalid=[{}, {"k": 1}]
+    )
+
+
+def test_property_order_any():
+    schema = {
+        "type": "object",
+        "properties": {"a": {"type": "integer"}, "b": {"type": "string"}, "c": {"type": "null"}},
+        "required": ["a", "c"],
+        "additionalProperties": False,
+    }
+    g = schema_to_lark(schema, property_order="any").lark_text
+    for text in [
+        '{"a":1,"c":null}',
+        '{"c":null,"a":1}',
+        '{"b":"x","c":null,"a":1}',
+        '{"c":null,"b":"x","a":1}',
+    ]:
+        assert accepts(g, text), text
+    for text in ['{"a":1}', '{"a":1,"a":2,"c":null}', '{"b":"x"}', '{"c":null,"a":"1"}', "{}"]:
+        assert not accepts(g, text), text
+
+
+def test_pattern_properties():
+    schema = {
+        "type": "object",
+        "patternProperties": {"^x-": {"type": "integer"}},
+        "additionalProperties": False,
+    }
+    check(schema, valid=[{}, {"x-a": 1, "x-b": 2}], invalid=[{"y": 1}, {"x-a": "1"}])
+    # with additionalProperties allowed, extra keys are restricted to the patterns (documented)
+    g = schema_to_lark(
+        {"type": "object", "patternProperties": {"^x-": {"type": "integer"}}}
+    ).lark_text
+    assert accepts(g, '{"x-a":1}') and not accepts(g, '{"x-a":"s"}')
+
+
+def test_arrays_items_prefix_bounds():
+    check(
+        {"type": "array", "items": {"type": "integer"}, "minItems": 1, "maxItems": 3},
+        valid=[[1], [1, 2, 3]],
+        invalid=[[], [1, 2, 3, 4], ["a"]],
+    )
+    check(
+        {"type": "array", "prefixItems": [{"type": "string"}, {"type": "integer"}], "items": False},
+        valid=[[], ["a"], ["a", 1]],
+        invalid=[["a", 1, 2], [1]],
+    )
+    check(
+        {
+            "type": "array",
+            "prefixItems": [{"type": "string"}],
+            "items": {"type": "null"},
+            "minItems": 2,
+        },
+        valid=[["a", None], ["a", None, None]],
+        invalid=[["a"], ["a", 1]],
+    )
+    draft7 = {
+        "$schema": "http://json-schema.org/draft-07/schema#",
+        "type": "array",
+        "items": [{"type": "integer"}],
+        "additionalItems": {"type": "boolean"},
+    }
+    check(draft7, valid=[[1], [1, True, False]], invalid=[[1, 2], ["a"]])
+    check(
+        {"type": "array", "minItems": 40, "maxItems": 41, "items": {"const": 0}},
+        valid=[[0] * 40, [0] * 41],
+        invalid=[[0] * 39, [0] * 42],
+    )
+
+
+def test_enum_const():
+    check(
+        {"enum": ["a", 1, None, [1, {"k": True}], {"x": "y"}]},
+        valid=["a", 1, 1.0, None, [1, {"k": True}], {"x": "y"}],
+        invalid=["b", 2, True, [1], {"x": "z"}],
+    )
+    check({"const": 'q"\\'}, valid=['q"\\'], invalid=["q"])
+    # siblings filter the enum
+    check({"enum": ["a", "bb", "ccc"], "minLength": 2}, valid=["bb", "ccc"], invalid=["a"])
+    check({"const": False}, valid=[False], invalid=[0, None])
+
+
+def test_ref_defs_and_recursion():
+    tree = {
+        "$defs": {
+            "node": {
+                "type": "object",
+                "properties": {
+                    "v": {"type": "integer"},
+                    "kids": {"type": "array", "items": {"$ref": "#/$defs/node"}},
+                },
+                "required": ["v"],
+                "additionalProperties": False,
+            }
+        },
+        "$ref": "#/$defs/node",
+    }
+    deep = {"v": 0, "kids": [{"v": 1, "kids": [{"v": 2, "kids": [{"v": 3}]}]}, {"v": 4}]}
+    g = check(tree, valid=[{"v": 1}, deep], invalid=[{"v": 1, "kids": [{"v": "x"}]}, {"kids": []}])
+    assert len(g) < 5000  # recursive rules, not an unrolled expansion
+    d7 = {
+        "$schema": "http://json-schema.org/draft-07/schema#",
+        "definitions": {"s": {"type": "string"}},
+        "type": "array",
+        "items": {"$ref": "#/definitions/s"},
+    }
+    check(d7, valid=[["a"]], invalid=[[1]])
+    # a schema that refers to itself through the root
+    linked = {
+        "type": "object",
+        "properties": {"next": {"$ref": "#"}, "n": {"type": "null"}},
+        "additionalProperties": False,
+    }
+    check(linked, valid=[{}, {"next": {"next": {"n": None}}}], invalid=[{"next": 1}])
+
+
+def test_anyof_oneof_allof_not():
+    check(
+        {
+            "anyOf": [
+                {"type": "integer", "maximum": 3},
+                {"type": "string", "maxLength": 1},
+                {"type": "integer", "minimum": 10},
+            ]
+        },
+        valid=[3, -5, 10, 100, "", "a"],
+        invalid=[4, 9, "ab", None],
+    )
+    check(
+        {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "integer"}}]},
+        valid=["a", [1]],
+        invalid=[1, ["a"]],
+    )
+    # oneOf of objects told apart by a required discriminator property
+    pet = {
+        "oneOf": [
+            {
+                "type": "object",
+                "properties": {"kind": {"const": "cat"}, "lives": {"type": "integer"}},
+                "required": ["kind"],
+                "additionalProperties": False,
+            },
+            {
+                "type": "object",
+                "properties": {"kind": {"enum": ["dog", "wolf"]}, "bark": {"type": "boolean"}},
+                "required": ["kind"],
+                "additionalProperties": False,
+            },
+        ]
+    }
+    check(
+        pet,
+        valid=[{"kind": "cat", "lives": 9}, {"kind": "dog", "bark": True}],
+        invalid=[{"kind": "cat", "bark": True}, {}],
+    )
+    with pytest.raises(UnsupportedFeatureError):
+        schema_to_lark(
+            {
+                "oneOf": [
+                    {"type": "object", "required": ["a"]},
+                    {"type": "object", "required": ["b"]},
+                ]
+            }
+        )
+    check(
+        {
+            "allOf": [
+                {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]},
+                {"properties": {"b": {"type": "string"}}, "required": ["b"]},
+            ]
+        },
+        valid=[{"a": 1, "b": "x"}],
+        invalid=[{"a": 1}, {"a": "1", "b": "x"}],
+    )
+    check(
+        {"allOf": [{"minimum": 2}, {"maximum": 5}], "type": "integer"}, valid=[2, 5], invalid=[1, 6]
+    )
+    check({"type": ["integer", "string"], "not": {"type": "string"}}, valid=[1], invalid=["a"])
+    check({"type": "number", "not": {"type": "integer"}}, valid=[1.5, -0.25], invalid=[1, 2.0])
+    # anyOf with sibling keywords: each branch is intersected with them
+    check(
+        {
+            "type": "object",
+            "required": ["a"],
+            "anyOf": [
+                {"properties": {"a": {"type": "integer"}}},
+                {"properties": {"a": {"type": "string"}}},
+            ],
+        },
+        valid=[{"a": 1}, {"a": "x"}],
+        invalid=[{}, {"a": None}],
+    )
+
+
+def test_pattern_is_a_search_on_the_decoded_string():
+    check({"type": "string", "pattern": "b"}, valid=["b", "abc"], invalid=["", "ac"])
+    check({"type": "string", "pattern": "^[a-c]+$"}, valid=["abc"], invalid=["abd", ""])
+    g = check(
+        {"type": "string", "pattern": '^a"b\\\\c\\n$'}, valid=['a"b\\c\n'], invalid=['a"b\\c']
+    )
+    assert accepts(g, '"a\\"b\\\\c\\u000a"')  # the newline may also be a \u escape
+    g = check({"type": "string", "pattern": "^\\d{3}-\\w\\s$"}, valid=["123-a "], invalid=["12-a "])
+    assert not accepts(g, dump("123-é "))  # classes are ASCII (ECMA-262), a subset of Python's
+    g = check({"type": "string", "pattern": "^\\S\\W\\D$"}, valid=["a-x"], invalid=["a_x", "a-1"])
+    assert not accepts(g, dump("\ufeff-x"))  # not a space for Python, so \S must not take it
+    check({"type": "string", "pattern": "^(ab|cd)*$"}, valid=["", "abcd"], invalid=["abc"])
+    check({"type": "string", "pattern": "^[^x]$"}, valid=["y", "\u00e9", '"'], invalid=["x", "yy"])
+
+
+def test_string_lengths_count_code_points():
+    g = check(
+        {"type": "string", "minLength": 2, "maxLength": 3},
+        valid=["ab", "abc", "é😀"],
+        invalid=["a", "abcd"],
+    )
+    assert accepts(g, '"\\n\\u0041"') and accepts(
+        g, '"\\ud83d\\ude00x"'
+    )  # a surrogate pair is one character
+    assert not accepts(g, '"\\ud83d\\ude00"')
+    check(
+        {"type": "string", "pattern": "^[a-z]+$", "maxLength": 3},
+        valid=["abc"],
+        invalid=["abcd", ""],
+    )
+    check(
+        {"type": "string", "format": "date", "maxLength": 10},
+        valid=["2024-02-29"],
+        invalid=["2023-02-29"],
+    )
+
+
+def test_formats():
+    cases = {
+        "date-time": (
+            ["2024-01-31T23:59:59Z", "2020-02-29T00:00:00.5+05:30"],
+            ["2024-01-32T00:00:00Z", "2024-01-01 00:00:00Z"],
+        ),
+        "date": (["2000-02-29", "1999-12-31"], ["1900-02-29", "1999-04-31", "99-01-01"]),
+        "time": (["12:00:00Z", "23:59:59.123-01:00"], ["24:00:00Z", "12:00"]),
+        "duration": (["P1D", "PT1H30M", "P2W", "P1Y2M3DT4H5M6S"], ["P", "PT", "1D", "P1H"]),
+        "email": (["a.b+c@example.com"], ["no-at-sign"]),
+        "uuid": (["123e4567-e89b-12d3-a456-426614174000"], ["123e4567e89b12d3a456426614174000"]),
+        "uri": (["https://ex.com/a?b=c#d", "urn:isbn:0451450523"], ["//no-scheme", "http://a b"]),
+        "ipv4": (["192.168.0.1", "0.0.0.0"], ["256.1.1.1", "01.1.1.1", "1.2.3"]),
+        "ipv6": (["::1", "2001:db8::ff00:42:8329", "::ffff:1.2.3.4"], ["1:2:3:4:5:6:7:8:9", ":::"]),
+        "hostname": (["example.com", "a-b.c"], ["-a.com", "a_b.com"]),
+    }
+    for fmt, (good, bad) in cases.items():
+        g = schema_to_lark({"type": "string", "format": fmt}).lark_text
+        for s in good:
+            assert accepts(g, dump(s)), (fmt, s)
+        for s in bad:
+            assert not accepts(g, dump(s)), (fmt, s)
+    # custom format names are annotations nobody checks: ignored
+    check({"type": "string", "format": "my-own-format"}, valid=["x"])
+
+
+def test_integer_ranges_are_exact():
+    for lo, hi in [
+        (0, 0),
+        (-5, 120),
+        (7, 7),
+        (-1000, -10),
+        (99, 1001),
+        (None, 10),
+        (-3, None),
+        (1, None),
+    ]:
+        schema = {"type": "integer"}
+        if lo is not None:
+            schema["minimum"] = lo
+        if hi is not None:
+            schema["maximum"] = hi
+        g = schema_to_lark(schema).lark_text
+        a = -1500 if lo is None else lo
+        b = 1500 if hi is None else hi
+        for x in range(a - 30, b + 31, max(1, (b - a) // 300)):
+            assert accepts(g, str(x)) == ((lo is None or x >= lo) and (hi is None or x <= hi)), (
+                schema,
+                x,
+            )
+    check(
+        {"type": "integer", "exclusiveMinimum": 0, "exclusiveMaximum": 10},
+        valid=[1, 9],
+        invalid=[0, 10],
+    )
+    check({"type": "integer", "minimum": 1.5, "maximum": 3.5}, valid=[2, 3], invalid=[1, 4])
+
+
+def test_number_ranges():
+    check(
+        {"type": "number", "minimum": 0, "maximum": 1},
+        valid=[0, 0.5, 1, 1.0, 0.999],
+        invalid=[-0.1, 1.01, 2],
+    )
+    check({"type": "number", "exclusiveMinimum": 0}, valid=[0.001, 5], invalid=[0, -1, 0.0])
+    check({"type": "number", "exclusiveMaximum": -2}, valid=[-2.5, -3], invalid=[-2, -1.5, 0])
+    check(
+        {"type": "number", "minimum": -1, "exclusiveMaximum": 1},
+        valid=[-1, -0.5, 0, 0.99],
+        invalid=[-1.01, 1, 1.5],
+    )
+    with pytest.raises(UnsupportedFeatureError) as exc:
+        schema_to_lark({"type": "number", "minimum": 0.5})
+    assert exc.value.feature == "minimum" and exc.value.where == "/minimum"
+
+
+def test_multiple_of_integers():
+    g = check({"type": "integer", "multipleOf": 3}, valid=[0, 3, -6, 999], invalid=[1, 4, -7])
+    for x in range(-200, 200):
+        assert accepts(g, str(x)) == (x % 3 == 0), x
+    check(
+        {"type": "integer", "multipleOf": 5, "minimum": 0, "maximum": 20},
+        valid=[0, 5, 20],
+        invalid=[3, 25],
+    )
+
+
+def test_whitespace_modes():
+    schema = {
+        "type": "object",
+        "properties": {"a": {"type": "array", "items": {"type": "integer"}}},
+    }
+    inst = {"a": [1, 2]}
+    pretty = schema_to_lark(schema, whitespace="pretty").lark_text
+    assert accepts(pretty, json.dumps(inst, indent=2)) and accepts(pretty, json.dumps(inst))
+    assert accepts(pretty, dump(inst))
+    assert not accepts(pretty, '{"a":' + " " * 200 + "[1]}")
+    compact = schema_to_lark(schema).lark_text
+    assert accepts(compact, dump(inst)) and not accepts(compact, json.dumps(inst))
+    custom = schema_to_lark(schema, whitespace="[ ]{0,2}").lark_text
+    assert accepts(custom, '{ "a" : [ 1 ,2 ] }') and not accepts(custom, '{   "a":[1]}')
+    with pytest.raises(GrammarError, match="unbounded"):
+        schema_to_lark(schema, whitespace=r"\s*")
+    with pytest.raises(GrammarError):
+        schema_to_lark(schema, whitespace="x?")
+
+
+# ----------------------------------------------------------------------------- errors, strict, lenient
+
+
+def test_malformed_schemas_name_the_pointer():
+    with pytest.raises(GrammarError, match="/properties/a/type"):
+        schema_to_lark({"properties": {"a": {"type": "strin"}}})
+    with pytest.raises(GrammarError, match="/items/0/minLength"):
+        schema_to_lark({"items": [{"minLength": -1}]})
+    with pytest.raises(GrammarError, match="not valid JSON"):
+        schema_to_lark("{not json")
+    with pytest.raises(GrammarError, match="points to nothing"):
+        schema_to_lark({"$ref": "#/$defs/missing"})
+    with pytest.raises(GrammarError):
+        schema_to_lark(42)
+
+
+def test_unsupported_keywords_in_strict_mode():
+    cases = [
+        ({"type": "array", "uniqueItems": True}, "uniqueItems", "/uniqueItems"),
+        (
+            {"properties": {"a": {"type": "array", "contains": {"type": "integer"}}}},
+            "contains",
+            "/properties/a/contains",
+        ),
+        ({"type": "object", "propertyNames": {"maxLength": 3}}, "propertyNames", "/propertyNames"),
+        ({"if": {"type": "string"}, "then": {"minLength": 1}}, "if", "/if"),
+        ({"oneOf": [{"type": "integer"}, {"minimum": 2}]}, "oneOf", "/oneOf"),
+        ({"not": {"minimum": 3}}, "not", "/not"),
+        ({"type": "string", "pattern": "^(?=a)"}, "pattern", "/pattern"),
+        ({"type": "string", "pattern": "(a)\\1"}, "pattern", "/pattern"),
+        ({"type": "number", "multipleOf": 0.5}, "multipleOf", "/multipleOf"),
+    ]
+    for schema, feature, where in cases:
+        with pytest.raises(UnsupportedFeatureError) as exc:
+            schema_to_lark(schema)
+        assert (exc.value.feature, exc.value.where) == (feature, where), schema
+    # not applicable to the type: no error
+    schema_to_lark({"type": "string", "uniqueItems": True})
+    schema_to_lark({"type": "array", "uniqueItems": False})
+
+
+def test_remote_refs_are_never_fetched():
+    with pytest.raises(UnsupportedFeatureError) as exc:
+        schema_to_lark({"$ref": "https://example.com/schema.json"})
+    assert exc.value.feature == "$ref" and exc.value.where == "/$ref"
+    # the same URI, when it names a subschema of the document, is local
+    schema = {
+        "$id": "https://example.com/root.json",
+        "$defs": {"s": {"$id": "https://example.com/s.json", "type": "string"}},
+        "$ref": "https://example.com/s.json",
+    }
+    check(schema, valid=["x"], invalid=[1])
+
+
+def test_size_and_depth_caps():
+    deep: dict = {"type": "integer"}
+    for _ in range(200):
+        deep = {"type": "array", "items": deep}
+    with pytest.raises(GrammarError, match="deeper"):
+        schema_to_lark(deep)
+    with pytest.raises(UnsupportedFeatureError) as exc:
+        schema_to_lark({"type": "array", "maxItems": 10**6})
+    assert exc.value.feature == "maxItems"
+
+
+def test_annotations_are_ignored_silently():
+    schema = {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "urn:x",
+        "title": "t",
+        "description": "d",
+        "examples": [1],
+        "default": 1,
+        "$comment": "c",
+        "deprecated": True,
+        "readOnly": True,
+        "writeOnly": False,
+        "contentMediaType": "text/plain",
+        "type": "integer",
+    }
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        js = json_schema(schema)
+    assert js.warnings == []
+
+
+def test_lenient_mode_warns_once_listing_every_ignored_keyword():
+    schema = {
+        "type": "object",
+        "properties": {
+            "tags": {"type": "array", "uniqueItems": True},
+            "n": {"type": "number", "multipleOf": 0.1},
+        },
+        "propertyNames": {"pattern": "^[a-z]+$"},
+    }
+    with pytest.raises(UnsupportedFeatureError):
+        json_schema(schema)
+    with pytest.warns(GuideSchemaWarning) as record:
+        js = json_schema(schema, strict=False)
+    assert len(record) == 1
+    msg = str(record[0].message)
+    for ptr in ("/properties/tags/uniqueItems", "/properties/n/multipleOf", "/propertyNames"):
+        assert ptr in msg
+    assert {(p, k) for p, k, _m in js.warnings} == {
+        ("/properties/tags/uniqueItems", "uniqueItems"),
+        ("/properties/n/multipleOf", "multipleOf"),
+        ("/propertyNames", "propertyNames"),
+    }
+    assert record[0].filename == __file__  # stacklevel=2: points at the caller
+    assert accepts(js.lark_text, '{"tags":[1,1],"n":0.15}')
+
+
+def test_unsatisfiable_schema_gives_an_empty_language():
+    g = schema_to_lark({"allOf": [{"type": "string"}, {"type": "integer"}]}).lark_text
+    for t in ['""', "1", "null", "{}"]:
+        assert not accepts(g, t)
+    g = schema_to_lark(False).lark_text
+    assert not accepts(g, "null")
+
+
+def test_pydantic_models():
+    pydantic = pytest.importorskip("pydantic")
+
+    class Pet(pydantic.BaseModel):
+        name: str
+        age: int = pydantic.Field(ge=0, le=30)
+        kind: str = pydantic.Field(pattern="^(cat|dog)$")
+
+    class Owner(pydantic.BaseModel):
+        owner: str
+        pets: list[Pet]
+        nick: str | None = None
+
+    js = json_schema(Owner)
+    good = {"owner": "ann", "pets": [{"name": "rex", "age": 3, "kind": "dog"}], "nick": None}
+    assert accepts(js.lark_text, dump(good))
+    Owner.model_validate_json(dump(good))
+    assert not accepts(
+        js.lark_text, dump({"owner": "ann", "pets": [{"name": "rex", "age": 31, "kind": "dog"}]})
+    )
+    assert not accepts(
+        js.lark_text, dump({"owner": "ann", "pets": [{"name": "rex", "age": 3, "kind": "cow"}]})
+    )
+
+
+# ----------------------------------------------------------------------------- property-based soundness
+
+
+def _leaf():
+    ints = st.integers(-50, 50)
+    return st.one_of(
+        st.builds(
+            lambda a, b: {"type": "integer", "minimum": min(a, b), "maximum": max(a, b)}, ints, ints
+        ),
+        st.builds(lambda a: {"type": "integer", "exclusiveMinimum": a}, ints),
+        st.builds(
+            lambda a, b: {
+                "type": "number",
+                "minimum": min(a, b),
+                "exclusiveMaximum": max(a, b) + 1,
+            },
+            ints,
+            ints,
+        ),
+        st.builds(lambda m: {"type": "integer", "multipleOf": m}, st.integers(1, 7)),
+        st.builds(
+            lambda a, b: {"type": "string", "minLength": min(a, b), "maxLength": max(a, b)},
+            st.integers(0, 4),
+            st.integers(0, 4),
+        ),
+        st.sampled_from(
+            [
+                {"type": "string", "pattern": p}
+                for p in ("^a+b?$", "x", "^[^a-c]{1,3}$", '"', "^\\d+\\.\\d$")
+            ]
+        ),
+        st.sampled_from(
+            [
+                {"type": "string", "format": f}
+                for f in ("date", "time", "uuid", "ipv4", "email", "date-time")
+            ]
+        ),
+        st.lists(
+            st.one_of(st.none(), st.booleans(), st.integers(-3, 3), st.text(max_size=3)),
+            min_size=1,
+            max_size=4,
+        ).map(lambda v: {"enum": v}),
+        st.sampled_from(
+            [
+                {"type": "boolean"},
+                {"type": "null"},
+                {"type": "number"},
+                {"type": "string"},
+                {},
+                {"type": ["integer", "null"]},
+                {"const": "k"},
+            ]
+        ),
+    )
+
+
+def _extend(children):
+    keys = st.sampled_from(["a", "b", "c", 'd"', "é"])
+    return st.one_of(
+        st.builds(
+            lambda s, a, b: {
+                "type": "array",
+                "items": s,
+                "minItems": min(a, b),
+                "maxItems": max(a, b),
+            },
+            children,
+            st.integers(0, 3),
+            st.integers(0, 3),
+        ),
+        st.builds(
+            lambda p, s: {"type": "array", "prefixItems": p, "items": s},
+            st.lists(children, max_size=2),
+            st.one_of(st.just(False), children),
+        ),
+        st.builds(
+            lambda props, req, addl: {
+                "type": "object",
+                "properties": props,
+                "required": [k for k in props if k in req],
+                "additionalProperties": addl,
+            },
+            st.dictionaries(keys, children, max_size=3),
+            st.lists(keys, max_size=3),
+            st.one_of(st.booleans(), children),
+        ),
+        st.builds(lambda bs: {"anyOf": bs}, st.lists(children, min_size=1, max_size=3)),
+        st.builds(lambda a, b: {"allOf": [a, b]}, children, children),
+    )
+
+
+schemas = st.recursive(_leaf(), _extend, max_leaves=6)
+
+
+def _sampler(grammar_text: str):
+    p = _parser(grammar_text)
+    rules: dict[str, list] = {}
+    for r in p.rules:
+        rules.setdefault(r.origin.name, []).append([(s.name, s.is_term) for s in r.expansion])
+    regex = {t.name: t.pattern.to_regexp() for t in p.terminals}
+    # height of each nonterminal (for forcing termination)
+    height = {n: float("inf") for n in rules}
+    changed = True
+    while changed:
+        changed = False
+        for n, alts in rules.items():
+            for alt in alts:
+                h = 1 + max([0] + [0 if t else height[s] for s, t in alt])
+                if h < height[n]:
+                    height[n], changed = h, True
+    return rules, regex, height
+
+
+def _sample(data, grammar_text: str, max_depth: int = 12) -> str:
+    rules, regex, height = _sampler(grammar_text)
+    out: list[str] = []
+
+    def expand(name, depth):
+        alts = [a for a in rules[name] if all(t or height[s] < float("inf") for s, t in a)]
+        if depth > max_depth:
+            best = min(1 + max([0] + [0 if t else height[s] for s, t in a]) for a in alts)
+            alts = [a for a in alts if 1 + max([0] + [0 if t else height[s] for s, t in a]) == best]
+        alt = data.draw(st.sampled_from(alts))
+        for s, t in alt:
+            if t:
+                out.append(
+                    data.draw(st.from_regex(regex[s], fullmatch=True).filter(lambda x: len(x) < 40))
+                )
+            else:
+                expand(s, depth + 1)
+
+    expand("start", 0)
+    return "".join(out)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(schema=schemas, data=st.data())
+def test_random_schemas_every_generated_text_validates(schema, data):
+    try:
+        sg = schema_to_lark(schema)
+    except UnsupportedFeatureError:
+        assume(False)
+        return
+    assume(
+        not sg.warnings
+    )  # the only strict-mode warning: an unsatisfiable schema (empty language)
+    g = sg.lark_text
+    try:
+        _parser(g)
+    except lark.exceptions.GrammarError:
+        pytest.fail(f"schema_to_lark produced a grammar lark rejects for {schema}")
+    _rules, _regex, height = _sampler(g)
+    assume(height["start"] < float("inf"))  # empty language (unsatisfiable schema)
+    text = _sample(data, g)
+    assume(accepts(g, text))  # a derivation lark's first-match lexer splits differently
+    inst = json.loads(text)
+    assert oracle(schema, inst), (schema, text)
+
+
+json_values = st.recursive(
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(-60, 60),
+        st.floats(-60, 60, allow_nan=False).map(lambda f: round(f, 2)),
+        st.text(alphabet='abcxyé"\\\n-0123456789:.@T', max_size=6),
+    ),
+    lambda c: st.one_of(
+        st.lists(c, max_size=4),
+        st.dictionaries(st.sampled_from(["a", "b", "c", 'd"', "é", "z"]), c, max_size=4),
+    ),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck))
+@given(schema=schemas, values=st.lists(json_values, min_size=1, max_size=8))
+def test_random_schemas_accepted_values_validate(schema, values):
+    try:
+        g = schema_to_lark(schema).lark_text
+    except UnsupportedFeatureError:
+        assume(False)
+        return
+    for v in values:
+        if accepts(g, dump(v)):
+            assert oracle(schema, v), (schema, v)
+
+
+# ----------------------------------------------------------------------------- through the CFG engine
+
+
+def test_through_the_cfg_engine():
+    cfg = pytest.importorskip("guide.grammars.cfg")
+    from guide.testing import random_walk, toy_vocab
+
+    schema = {
+        "type": "object",
+        "properties": {
+            "id": {"type": "integer", "minimum": 0, "maximum": 99},
+            "tag": {"enum": ["x", "y"]},
+            "ok": {"type": "boolean"},
+        },
+        "required": ["id", "tag"],
+        "additionalProperties": False,
+    }
+    js = json_schema(schema)
+    grammar = cfg.Grammar(js.lark_text)
+    for text in ['{"id":5,"tag":"x"}', '{"id":99,"tag":"y","ok":true}']:
+        assert grammar.parses(text)
+    assert not grammar.parses('{"id":100,"tag":"x"}')
+    vocab = toy_vocab([b'{"id":', b'"tag":', b'"x"', b"true", b","])
+    compiled = js.compile(vocab)
+    rng = random.Random(0)
+    finished = 0
+    for _ in range(10):
+        m = compiled.matcher()
+        toks, done = random_walk(m, rng, max_tokens=120, stop_p=0.5)
+        if done:
+            finished += 1
+            text = vocab.decode(toks).decode()
+            assert grammar.parses(text), text
+            assert oracle(schema, json.loads(text)), text
+    assert finished
+
+
+def test_overlapping_object_branches():
+    schema = {
+        "anyOf": [
+            {"type": "object", "properties": {"a": {"type": "integer"}}},
+            {"type": "object", "properties": {"a": {"type": "string"}, "b": {"type": "null"}}},
+        ]
+    }
+    with pytest.raises(UnsupportedFeatureError) as exc:
+        schema_to_lark(schema)
+    assert exc.value.feature == "anyOf" and exc.value.where == "/anyOf"
+    with pytest.warns(GuideSchemaWarning, match="/anyOf"):
+        js = json_schema(schema, strict=False)
+    assert accepts(js.lark_text, '{"a":1}') and accepts(js.lark_text, '{"a":"x","b":null}')
