@@ -20,6 +20,7 @@ from .errors import (
     GuideError,
     MissingDependencyError,
     ModelLoadError,
+    SamplerConfigError,
     TokenizerError,
     UnsupportedFeatureError,
 )
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from .grammars.cfg import grammar
     from .grammars.json_schema import json_schema, json_value
     from .models import load_default_model, load_model
+    from .samplers.asap import GCD, ASAp
     from .processor import GuideLogitsProcessor, constrain
 
 __version__ = "0.1.0"
@@ -46,6 +48,8 @@ _LAZY = {
     "grammar": "grammars.cfg",
     "json_schema": "grammars.json_schema",
     "json_value": "grammars.json_schema",
+    "ASAp": "samplers.asap",
+    "GCD": "samplers.asap",
 }
 
 
@@ -61,10 +65,12 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "ASAp",
     "Compiled",
     "Constraint",
     "ConstraintViolation",
     "EmptyLanguageError",
+    "GCD",
     "GrammarError",
     "GuideDeadEnd",
     "GuideError",
@@ -73,6 +79,7 @@ __all__ = [
     "Matcher",
     "MissingDependencyError",
     "ModelLoadError",
+    "SamplerConfigError",
     "TokenizerError",
     "UnsupportedFeatureError",
     "Vocabulary",

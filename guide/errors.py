@@ -41,6 +41,10 @@ class ConstraintViolation(GuideError, RuntimeError):
     """A token the constraint had forbidden was fed to a matcher."""
 
 
+class SamplerConfigError(GuideError, ValueError):
+    """A sampler argument is invalid or would void the sampler's distributional guarantee."""
+
+
 class ModelLoadError(GuideError, OSError):
     """A model could not be found or loaded locally (guide never downloads)."""
 
@@ -57,6 +61,7 @@ __all__ = [
     "GuideError",
     "MissingDependencyError",
     "ModelLoadError",
+    "SamplerConfigError",
     "TokenizerError",
     "UnsupportedFeatureError",
 ]

@@ -29,7 +29,7 @@ def test_import_is_light_and_fast():
 def test_public_api_is_pinned():
     assert sorted(guide.__all__) == sorted(
         [
-            "Compiled", "Constraint", "ConstraintViolation", "EmptyLanguageError", "GrammarError",
+            "ASAp", "Compiled", "Constraint", "GCD", "SamplerConfigError", "ConstraintViolation", "EmptyLanguageError", "GrammarError",
             "GuideDeadEnd", "GuideError", "GuideLogitsProcessor", "IncompleteGenerationError", "Matcher",
             "MissingDependencyError", "ModelLoadError", "TokenizerError", "UnsupportedFeatureError",
             "Vocabulary", "__version__", "allocate_bitmask", "apply_bitmask", "choice", "constrain",

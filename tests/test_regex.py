@@ -243,3 +243,11 @@ def test_bounds_are_keywords_of_regex(vocab):
         guide.regex("[ab]{0,8}a[ab]{0,8}", max_dfa_states=50).compile(vocab, cache=False)
     with pytest.raises(ValueError):
         guide.regex("a", time_budget_s=0)
+
+
+@pytest.mark.parametrize("pattern", ["a*", "[01]*", "(0|1)*", "", "x?"])
+def test_patterns_whose_states_all_accept(pattern, vocab):
+    dfa = guide.regex(pattern).byte_dfa()
+    for s in ["", "a", "aa", "01", "x", "b"]:
+        assert dfa.matches(s.encode()) == (re.fullmatch(pattern, s) is not None), (pattern, s)
+    guide.regex(pattern).compile(vocab, cache=False)

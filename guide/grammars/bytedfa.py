@@ -262,8 +262,9 @@ def _minimise(table: np.ndarray, accepting: np.ndarray, initial: int) -> ByteDFA
     n = accepting.shape[0]
     if n == 0:
         return ByteDFA(transitions=table, accepting=accepting, initial=initial)
-    classes = accepting.astype(np.int64)
-    n_classes = len(np.unique(classes))
+    _, classes = np.unique(accepting, return_inverse=True)  # 0-based class ids
+    classes = classes.reshape(-1).astype(np.int64)
+    n_classes = int(classes.max()) + 1
     while True:
         ext = np.append(classes, -1)  # the dead state is its own class
         signature = np.concatenate([classes[:, None], ext[table[:n]]], axis=1)

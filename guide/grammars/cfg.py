@@ -1,4 +1,4 @@
-"""Context-free grammar constraints: `guide.grammars.cfg.grammar(lark_text)` and `builtin(name)`.
+r"""Context-free grammar constraints: `guide.grammars.cfg.grammar(lark_text)` and `builtin(name)`.
 
 The generated text is exactly a string that
 ``lark.Lark(text, parser="lalr", lexer="contextual", start=start).parse`` accepts.
