@@ -1,9 +1,9 @@
-"""Character automata (interegular FSMs) turned into byte-level DFAs.
+"""Byte-level DFAs: the automaton every text constraint runs on.
 
 Tokens are byte strings that may end in the middle of a UTF-8 character, so constraints run
 over bytes: each character transition becomes the UTF-8 byte-range sequences of its character
-set, the result is determinised (two characters can share a lead byte) and trimmed so that
-every live state can still reach an accepting one.
+set (`utf8_sequences`), the result is determinised (two characters can share a lead byte),
+trimmed so that every live state can still reach an accepting one, and minimised.
 """
 
 from __future__ import annotations
@@ -98,67 +98,6 @@ def _split_aligned(lo: int, hi: int, out: list[ByteSeq]) -> None:
                 return
     a, b = chr(lo).encode("utf-8"), chr(hi).encode("utf-8")
     out.append(tuple(zip(a, b, strict=True)))
-
-
-def _ranges_of(codepoints: Iterable[int]) -> list[tuple[int, int]]:
-    ranges: list[tuple[int, int]] = []
-    for cp in sorted(set(codepoints)):
-        if ranges and ranges[-1][1] + 1 == cp:
-            ranges[-1] = (ranges[-1][0], cp)
-        else:
-            ranges.append((cp, cp))
-    return ranges
-
-
-def _complement(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    out, start = [], 0
-    for lo, hi in ranges:
-        if lo > start:
-            out.append((start, lo - 1))
-        start = hi + 1
-    if start <= MAX_UNICODE:
-        out.append((start, MAX_UNICODE))
-    return out
-
-
-def from_interegular(fsm, *, max_states: int = 50_000) -> ByteDFA:
-    """Convert an interegular FSM (over characters) into a trimmed byte DFA."""
-    from interegular.fsm import anything_else
-
-    by_symbol = fsm.alphabet.by_transition
-    explicit = _ranges_of(ord(c) for chars in by_symbol.values() for c in chars if c is not anything_else)
-    other = _complement(explicit)
-    symbol_seqs: dict[int, list[ByteSeq]] = {}
-    for symbol, chars in by_symbol.items():
-        ranges = _ranges_of(ord(c) for c in chars if c is not anything_else)
-        if any(c is anything_else for c in chars):
-            ranges = sorted(ranges + other)
-        symbol_seqs[symbol] = [seq for lo, hi in ranges for seq in utf8_sequences(lo, hi)]
-
-    # NFA over bytes: FSM states first, then shared suffix chains (target, remaining ranges).
-    index = {state: i for i, state in enumerate(sorted(fsm.states, key=repr))}
-    edges: list[list[tuple[int, int, int]]] = [[] for _ in index]
-    chains: dict[tuple[int, ByteSeq], int] = {}
-
-    def chain(target: int, suffix: ByteSeq) -> int:
-        if not suffix:
-            return target
-        node = chains.get((target, suffix))
-        if node is None:
-            nxt = chain(target, suffix[1:])
-            node = len(edges)
-            edges.append([(suffix[0][0], suffix[0][1], nxt)])
-            chains[(target, suffix)] = node
-        return node
-
-    for state, moves in fsm.map.items():
-        src = index[state]
-        for symbol, dst in moves.items():
-            for seq in symbol_seqs.get(symbol, ()):
-                edges[src].append((seq[0][0], seq[0][1], chain(index[dst], seq[1:])))
-
-    finals = {index[s] for s in fsm.finals}
-    return determinise(edges, index[fsm.initial], finals, max_states=max_states)
 
 
 def determinise(

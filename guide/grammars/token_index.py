@@ -20,16 +20,12 @@ if TYPE_CHECKING:
     from ..vocab import Vocabulary
     from .bytedfa import ByteDFA
 
-_STATE_CHUNK = 32
-
-
 @dataclass(frozen=True, eq=False)
 class TokenTable:
     """The text tokens of a vocabulary as a padded byte matrix, longest first."""
 
     ids: np.ndarray  # int64 [n]
     data: np.ndarray  # uint8 [n, max_len]
-    active: np.ndarray  # int64 [max_len]: how many tokens are longer than j
     lengths: np.ndarray  # int64 [n]
     by_first: np.ndarray  # int64 [n]: token rows ordered by first byte
     first_offsets: np.ndarray  # int64 [257]: by_first[first_offsets[b]:first_offsets[b+1]] start with b
@@ -57,12 +53,11 @@ def token_table(vocab: Vocabulary) -> TokenTable:
         starts = np.cumsum(lengths) - lengths
         cols = np.arange(len(flat)) - np.repeat(starts, lengths)
         data[rows, cols] = flat
-        active = (lengths[None, :] > np.arange(max_len)[:, None]).sum(axis=1)
         first = data[:, 0] if max_len else np.zeros(0, dtype=np.uint8)
         by_first = np.argsort(first, kind="stable")
         first_offsets = np.searchsorted(first[by_first], np.arange(257)).astype(np.int64)
         table = TokenTable(
-            ids=ids_arr, data=data, active=active, lengths=lengths, by_first=by_first, first_offsets=first_offsets
+            ids=ids_arr, data=data, lengths=lengths, by_first=by_first, first_offsets=first_offsets
         )
         if len(_tables) >= 8:
             _tables.pop(next(iter(_tables)))
@@ -121,25 +116,6 @@ def walk_states(dfa: ByteDFA, table: TokenTable) -> list[tuple[np.ndarray, np.nd
             j += 1
         out.append((rows, end))
     return out
-
-
-def _pack_block(scratch: np.ndarray, table: TokenTable, ok: np.ndarray) -> np.ndarray:
-    block = scratch[: ok.shape[0]]
-    block[:] = False
-    block[:, table.ids] = ok
-    return pack_bool(block)
-
-
-def _walk_chunks(dfa: ByteDFA, table: TokenTable, flat: np.ndarray):
-    """Yield (states, cur) where cur[i, k] is the state reached from states[i] by token table.ids[k]."""
-    for start in range(0, dfa.n_states, _STATE_CHUNK):
-        states = np.arange(start, min(start + _STATE_CHUNK, dfa.n_states), dtype=np.int64)
-        cur = np.repeat(states[:, None], len(table.ids), axis=1)
-        for j, k in enumerate(table.active.tolist()):
-            if k == 0:
-                break
-            cur[:, :k] = flat[cur[:, :k] * 256 + table.data[:k, j]]
-        yield states, cur
 
 
 def _token_live(dfa: ByteDFA, successors: list[np.ndarray]) -> np.ndarray:
