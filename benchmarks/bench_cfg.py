@@ -62,28 +62,10 @@ def load_workloads() -> dict[str, tuple[str, str]]:
 # engines, in the anchors' shape
 
 
-class _GuideMatcher(A.AnchorMatcher):
-    def __init__(self, m: Any) -> None:
-        self._m = m
-        self.fill = m.fill_bitmask
-        self.advance = m.advance
-
-    def is_accepting(self) -> bool:
-        return self._m.is_accepting()
-
-
-class _GuideCompiled(A.AnchorCompiled):
-    def __init__(self, compiled: Any) -> None:
-        self._c = compiled
-
-    def matcher(self, *, strict: bool = False) -> A.AnchorMatcher:
-        return _GuideMatcher(self._c.matcher())
-
-
 def _guide_compile(vocab: Any, name: str, text: str) -> A.AnchorCompiled:
     from guide.grammars.cfg import Grammar
 
-    return _GuideCompiled(Grammar(text).compile(vocab, cache=False))
+    return A.GuideCompiled(Grammar(text).compile(vocab, cache=False))
 
 
 def _xgr_compile(eng: Any, name: str, text: str) -> A.AnchorCompiled:

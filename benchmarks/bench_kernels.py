@@ -19,9 +19,7 @@ xgrammar, "unpackbits + masked_fill_" times the obvious numpy design (unpack to 
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
 import os
-import platform
 import statistics
 import sys
 import time
@@ -30,6 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from run import _cpu_model, _version
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -170,23 +169,6 @@ def run(quick: bool = False) -> str:
         text += "\nxgrammar is not installed (`pip install -e '.[bench]'`), so it is left out.\n"
     print(text, flush=True)
     return text
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def _version(dist: str) -> str:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return "not installed"
 
 
 def main(argv: list[str] | None = None) -> str:

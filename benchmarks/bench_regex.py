@@ -63,24 +63,6 @@ def load_workload(name: str = "datetime") -> dict[str, str]:
 # guide, in the anchors' shape
 
 
-class _GuideMatcher(A.AnchorMatcher):
-    def __init__(self, m: Any) -> None:
-        self._m = m
-        self.fill = m.fill_bitmask  # bound methods: no extra Python frame per call
-        self.advance = m.advance
-
-    def is_accepting(self) -> bool:
-        return self._m.is_accepting()
-
-
-class _GuideCompiled(A.AnchorCompiled):
-    def __init__(self, compiled: Any) -> None:
-        self._c = compiled
-
-    def matcher(self, *, strict: bool = False) -> A.AnchorMatcher:
-        return _GuideMatcher(self._c.matcher())
-
-
 class GuideEngine:
     name = "guide"
 
@@ -93,7 +75,7 @@ class GuideEngine:
         self.version = guide.__version__
 
     def compile_regex(self, pattern: str) -> A.AnchorCompiled:
-        return _GuideCompiled(self._guide.regex(pattern).compile(self.vocab, cache=False))
+        return A.GuideCompiled(self._guide.regex(pattern).compile(self.vocab, cache=False))
 
 
 # ---------------------------------------------------------------------------------------------
