@@ -97,6 +97,10 @@ def test_bad_input_is_one_line_and_exit_2(args, message):
     assert result.stdout == ""
 
 
+def test_option_range_errors_are_usage_errors():
+    assert invoke("regex", "a", "x", "--sampler", "asap", "--n", "0").exit_code == 2
+
+
 def test_bad_jsonl_names_line_and_column(tmp_path):
     batch = tmp_path / "in.jsonl"
     batch.write_text('"fine"\n{oops}\n')
@@ -194,3 +198,12 @@ def test_missing_files_and_grammar_errors_exit_2(tmp_path):
     bad.write_text("start: (\n")
     result = invoke("grammar", "--lark", str(bad), "x")
     assert result.exit_code == 2 and "line" in result.stderr
+
+
+def test_asap_sampler_prints_n_samples(model_dir):
+    result = invoke("choose", "x", "--option", "yes", "--option", "no", "--sampler", "asap", "--n", "5",
+                    "--seed", "1", "--model", str(model_dir), "--json")
+    assert result.exit_code == 0, result.stderr
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(records) == 5 and {r["text"] for r in records} <= {"yes", "no"}
+    assert all(r["diagnostics"]["trie_nodes"] >= 1 for r in records)

@@ -32,7 +32,10 @@ ModelOpt = Annotated[
 MaxTokensOpt = Annotated[int, typer.Option("--max-tokens", min=1, help="Most new tokens to generate.")]
 TemperatureOpt = Annotated[float, typer.Option("--temperature", min=0.0, help="0 = greedy; > 0 samples (with --sampler sample).")]
 SeedOpt = Annotated[int | None, typer.Option("--seed", help="Random seed for sampling.")]
-SamplerOpt = Annotated[str, typer.Option("--sampler", help="greedy | sample (asap, cd, uscd, scd, ead, mbr: not available yet).")]
+SamplerOpt = Annotated[
+    str, typer.Option("--sampler", help="greedy | sample | asap (grammar-aligned, --n samples); cd, uscd, scd, ead, mbr: not available yet.")
+]
+NOpt = Annotated[int, typer.Option("--n", min=1, help="Samples per prompt (with --sampler asap).")]
 ChatOpt = Annotated[bool | None, typer.Option("--chat/--no-chat", help="Apply the model's chat template (default: when it has one).")]
 SystemOpt = Annotated[str | None, typer.Option("--system", help="A system message (needs the chat template).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object per output: text, tokens, timings.")]
@@ -74,6 +77,7 @@ def regex(
     json_out: JsonOpt = False,
     stream: StreamOpt = False,
     input_file: InputOpt = None,
+    n: NOpt = 1,
 ) -> None:
     """Generate text that fully matches PATTERN."""
     from .. import regex as make_regex
@@ -95,6 +99,7 @@ def choose(
     json_out: JsonOpt = False,
     stream: StreamOpt = False,
     input_file: InputOpt = None,
+    n: NOpt = 1,
 ) -> None:
     """Answer with exactly one of the --option values."""
     from .. import choice
@@ -153,6 +158,7 @@ def json_command(
     json_out: JsonOpt = False,
     stream: StreamOpt = False,
     input_file: InputOpt = None,
+    n: NOpt = 1,
 ) -> None:
     """Generate a JSON document valid against the schema."""
     if str(schema) == "-" and prompt == "-":
@@ -175,6 +181,7 @@ def grammar(
     json_out: JsonOpt = False,
     stream: StreamOpt = False,
     input_file: InputOpt = None,
+    n: NOpt = 1,
 ) -> None:
     """Generate text in the language of a lark grammar."""
     from ..grammars.cfg import grammar as make_grammar
