@@ -259,7 +259,7 @@ def run(quick: bool = False, plot: Path | None = None) -> str:
             small,
             model,
             ids,
-            threshold=3.0,
+            threshold=2.5,
             eos_ids=eos,
             max_new_tokens=max_new,
             pad_id=tok.pad_token_id or 0,

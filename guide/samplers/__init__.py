@@ -1,5 +1,6 @@
-"""Samplers that own their decoding loop: `guide.samplers.asap` (grammar-aligned sampling, ASAp,
-and plain grammar-constrained sampling, GCD, for comparison).
+"""Samplers that own their decoding loop: `asap` (grammar-aligned sampling, ASAp, and plain
+grammar-constrained sampling, GCD), `contrastive` (CD, USCD, speculative SCD) and `switching`
+(entropy-adaptive small/large model switching, EAD).
 
 Light on import: the submodules (which use numpy and, on first sample, torch) load on first use.
 
@@ -12,6 +13,16 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .asap import GCD, ASAp, EFGTrie, Enumeration, Sample, SampleDiagnostics, SamplerConfigError, kl_divergence
+    from .contrastive import (
+        TwoModelOutput,
+        cd_scores,
+        contrastive_decode,
+        contrastive_generate,
+        scd_decode,
+        uscd_decode,
+    )
+    from .models import truncated_amateur
+    from .switching import SwitchingOutput, SwitchPolicy, ead_decode, ead_generate
 
 _LAZY = {
     "ASAp": "asap",
@@ -22,6 +33,17 @@ _LAZY = {
     "SampleDiagnostics": "asap",
     "SamplerConfigError": "asap",
     "kl_divergence": "asap",
+    "cd_scores": "contrastive",
+    "contrastive_decode": "contrastive",
+    "contrastive_generate": "contrastive",
+    "scd_decode": "contrastive",
+    "uscd_decode": "contrastive",
+    "TwoModelOutput": "contrastive",
+    "ead_decode": "switching",
+    "ead_generate": "switching",
+    "SwitchPolicy": "switching",
+    "SwitchingOutput": "switching",
+    "truncated_amateur": "models",
 }
 
 
