@@ -130,6 +130,10 @@ def test_json_value_constraint_and_key():
     assert json_value(whitespace="pretty") != a
     assert json_schema({"type": "integer"}).key != json_schema({"type": "number"}).key
     assert isinstance(a, JsonSchema) and "start" in a.lark_text
+    ab = {"type": "object", "properties": {"a": {}, "b": {}}}
+    ba = {"type": "object", "properties": {"b": {}, "a": {}}}
+    assert json_schema(ab) != json_schema(ba)  # property order changes the grammar
+    assert json_schema(json.dumps(ab)) == json_schema(ab)
 
 
 # ----------------------------------------------------------------------------- keywords
@@ -341,15 +345,33 @@ def test_anyof_oneof_allof_not():
         valid=[{"kind": "cat", "lives": 9}, {"kind": "dog", "bark": True}],
         invalid=[{"kind": "cat", "bark": True}, {}],
     )
-    with pytest.raises(UnsupportedFeatureError):
-        schema_to_lark(
+    # made exclusive by forbidding a key the other branch requires (an under-approximation)
+    check(
+        {"oneOf": [{"type": "object", "required": ["a"]}, {"type": "object", "required": ["b"]}]},
+        valid=[{"a": 1}, {"b": 2, "c": 3}],
+        invalid=[{"a": 1, "b": 2}, {}],
+    )
+    g = schema_to_lark(
+        {"oneOf": [{"type": "object", "required": ["a"]}, {"type": "object", "required": ["b"]}]}
+    ).lark_text
+    assert not accepts(g, '{"b":1,"a":2}')
+    closed = {
+        "oneOf": [
             {
-                "oneOf": [
-                    {"type": "object", "required": ["a"]},
-                    {"type": "object", "required": ["b"]},
-                ]
-            }
-        )
+                "type": "object",
+                "properties": {"next": {"type": "string"}},
+                "additionalProperties": False,
+            },
+            {
+                "type": "object",
+                "properties": {"prev": {"type": "string"}},
+                "additionalProperties": False,
+            },
+        ]
+    }
+    check(closed, valid=[{"next": "x"}, {"prev": "y"}], invalid=[{}, {"next": "x", "prev": "y"}])
+    with pytest.raises(UnsupportedFeatureError):
+        schema_to_lark({"oneOf": [{"type": "object"}, {"type": "object", "minProperties": 1}]})
     check(
         {
             "allOf": [
@@ -411,6 +433,14 @@ def test_string_lengths_count_code_points():
         invalid=["abcd", ""],
     )
     check(
+        {"type": "string", "pattern": "^[A-Z]{2}-[0-9]+$", "minLength": 5, "maxLength": 6},
+        valid=["AB-123", "AB-12"],
+        invalid=["AB-1", "AB-1234", "A-123"],
+    )
+    check(
+        {"type": "string", "pattern": "^x+$", "minLength": 3, "maxLength": 2}, invalid=["xx", "xxx"]
+    )
+    check(
         {"type": "string", "format": "date", "maxLength": 10},
         valid=["2024-02-29"],
         invalid=["2023-02-29"],
@@ -423,7 +453,10 @@ def test_formats():
             ["2024-01-31T23:59:59Z", "2020-02-29T00:00:00.5+05:30"],
             ["2024-01-32T00:00:00Z", "2024-01-01 00:00:00Z"],
         ),
-        "date": (["2000-02-29", "1999-12-31"], ["1900-02-29", "1999-04-31", "99-01-01"]),
+        "date": (
+            ["2000-02-29", "1999-12-31", "0001-01-01"],
+            ["1900-02-29", "1999-04-31", "99-01-01", "0000-01-01"],
+        ),
         "time": (["12:00:00Z", "23:59:59.123-01:00"], ["24:00:00Z", "12:00"]),
         "duration": (["P1D", "PT1H30M", "P2W", "P1Y2M3DT4H5M6S"], ["P", "PT", "1D", "P1H"]),
         "email": (["a.b+c@example.com"], ["no-at-sign"]),
@@ -488,8 +521,37 @@ def test_number_ranges():
         valid=[-1, -0.5, 0, 0.99],
         invalid=[-1.01, 1, 1.5],
     )
+    check({"type": "number", "minimum": 0.5}, valid=[0.5, 0.51, 1, 7.25], invalid=[0.49, 0, -1])
+    check(
+        {"type": "number", "exclusiveMinimum": -1.25, "maximum": 2.05},
+        valid=[-1.2, -1, 0, 2, 2.05, 2.0, 2.01, 1.999],
+        invalid=[-1.25, -1.3, 2.06, 2.1, 3],
+    )
+    from decimal import Decimal
+
+    for lo, lo_ex, hi, hi_ex in [
+        (0.5, False, None, False),
+        (-1.25, True, 2.05, False),
+        (-0.3, False, 0.3, True),
+        (None, False, -2.5, False),
+        (1, True, 3.75, True),
+    ]:
+        schema = {"type": "number"}
+        if lo is not None:
+            schema["exclusiveMinimum" if lo_ex else "minimum"] = lo
+        if hi is not None:
+            schema["exclusiveMaximum" if hi_ex else "maximum"] = hi
+        g = schema_to_lark(schema).lark_text
+        for k in range(-500, 501, 3):
+            x = Decimal(k) / 100
+            for text in {str(x), f"{x:.3f}"}:
+                v = float(text)
+                want = (lo is None or (v > lo if lo_ex else v >= lo)) and (
+                    hi is None or (v < hi if hi_ex else v <= hi)
+                )
+                assert accepts(g, text) == want, (schema, text)
     with pytest.raises(UnsupportedFeatureError) as exc:
-        schema_to_lark({"type": "number", "minimum": 0.5})
+        schema_to_lark({"type": "number", "minimum": 0.5, "maximum": 0.75})
     assert exc.value.feature == "minimum" and exc.value.where == "/minimum"
 
 
@@ -907,3 +969,15 @@ def test_overlapping_object_branches():
     with pytest.warns(GuideSchemaWarning, match="/anyOf"):
         js = json_schema(schema, strict=False)
     assert accepts(js.lark_text, '{"a":1}') and accepts(js.lark_text, '{"a":"x","b":null}')
+
+
+@pytest.mark.parametrize(
+    "fmt", sorted(__import__("guide.grammars.json_schema", fromlist=["FORMATS"]).FORMATS)
+)
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@given(data=st.data())
+def test_every_format_string_passes_the_format_checker(fmt, data):
+    from guide.grammars.json_schema import FORMATS
+
+    s = data.draw(st.from_regex(FORMATS[fmt][0], fullmatch=True))
+    assert oracle({"type": "string", "format": fmt}, s), (fmt, s)

@@ -251,3 +251,13 @@ def test_patterns_whose_states_all_accept(pattern, vocab):
     for s in ["", "a", "aa", "01", "x", "b"]:
         assert dfa.matches(s.encode()) == (re.fullmatch(pattern, s) is not None), (pattern, s)
     guide.regex(pattern).compile(vocab, cache=False)
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "expected"),
+    [("a+", "b+", False), ("a.*", "ab", True), ("[0-9]{3}", "\\d\\d", False), ("é|x", "[^a-z]", True), ("", "a*", True)],
+)
+def test_intersects(a, b, expected):
+    from guide.grammars.bytedfa import intersects
+
+    assert intersects(guide.regex(a).byte_dfa(), guide.regex(b).byte_dfa()) is expected

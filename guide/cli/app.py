@@ -208,6 +208,7 @@ def _validate(schema_file: Path, data: Path | None, whitespace: str) -> None:
     import lark as lark_module
 
     from ..errors import UnsupportedFeatureError
+    from ..grammars.cfg import build_lark
     from ..grammars.json_schema import schema_to_lark
 
     schema = _read_schema(schema_file)
@@ -227,7 +228,7 @@ def _validate(schema_file: Path, data: Path | None, whitespace: str) -> None:
     except json.JSONDecodeError as exc:
         raise UsageError(f"{data}:{exc.lineno}:{exc.colno}: not JSON: {exc.msg}") from exc
     compact = json.dumps(document, separators=(",", ":"), ensure_ascii=False)
-    parser = lark_module.Lark(compiled.lark_text, parser="lalr", lexer="contextual", start="start")
+    parser = build_lark(compiled.lark_text, parser="lalr", lexer="contextual", start="start")
     try:
         parser.parse(compact)
     except lark_module.exceptions.LarkError as exc:

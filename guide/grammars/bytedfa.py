@@ -52,6 +52,26 @@ class ByteDFA:
         return q != self.dead and bool(self.accepting[q])
 
 
+def intersects(a: ByteDFA, b: ByteDFA) -> bool:
+    """Whether some byte string is accepted by both (a search over reachable state pairs)."""
+    if a.initial == a.dead or b.initial == b.dead:
+        return False
+    start = (a.initial, b.initial)
+    seen = {start}
+    stack = [start]
+    while stack:
+        p, q = stack.pop()
+        if a.accepting[p] and b.accepting[q]:
+            return True
+        ta, tb = a.transitions[p], b.transitions[q]
+        both = (ta != a.dead) & (tb != b.dead)
+        for pair in set(zip(ta[both].tolist(), tb[both].tolist(), strict=True)):
+            if pair not in seen:
+                seen.add(pair)
+                stack.append(pair)
+    return False
+
+
 def utf8_sequences(lo: int, hi: int) -> list[ByteSeq]:
     """Byte-range sequences whose cross products are exactly the UTF-8 encodings of [lo, hi].
 

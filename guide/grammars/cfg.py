@@ -39,6 +39,7 @@ differently; regex classes ``\d``, ``\w``, ``\s`` are ASCII-only here (lark's ar
 from __future__ import annotations
 
 from collections import deque
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -68,6 +69,28 @@ _COMMON_TRANSLATIONS = {
 }
 
 
+_LARK_BUILD_LOCK = threading.Lock()
+
+
+def build_lark(text: str, **options):
+    """`lark.Lark(text, **options)` without lark's terminal-collision report.
+
+    When interegular happens to be installed, lark compares every pair of terminals while
+    building a lexer, only to log warnings; on large generated grammars (JSON Schema) that took
+    seconds to minutes. guide's own lexer decides collisions itself, so the report is skipped.
+    """
+    import lark
+    import lark.lexer
+
+    with _LARK_BUILD_LOCK:
+        saved = lark.lexer.has_interegular
+        lark.lexer.has_interegular = False
+        try:
+            return lark.Lark(text, **options)
+        finally:
+            lark.lexer.has_interegular = saved
+
+
 @lru_cache(maxsize=1)
 def _known_lookaround_terminals() -> dict[str, str]:
     """lark's compiled regex for each common terminal in `_COMMON_TRANSLATIONS` -> our regex."""
@@ -75,7 +98,7 @@ def _known_lookaround_terminals() -> dict[str, str]:
 
     names = ", ".join(_COMMON_TRANSLATIONS)
     text = "start: " + " ".join(_COMMON_TRANSLATIONS) + f"\n%import common ({names})\n"
-    parser = lark.Lark(text, parser="lalr")
+    parser = build_lark(text, parser="lalr")
     out = {}
     for term in parser.terminals:
         if term.name in _COMMON_TRANSLATIONS:
@@ -271,7 +294,7 @@ class Grammar(Constraint):
         self.lark_text = lark_text
         self.start = start
         try:
-            self.lark = lark.Lark(lark_text, parser="lalr", lexer="contextual", start=start)
+            self.lark = build_lark(lark_text, parser="lalr", lexer="contextual", start=start)
         except lark.exceptions.LarkError as exc:
             raise _wrap_lark_error(exc) from exc
         except (KeyError, ValueError) as exc:

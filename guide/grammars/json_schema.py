@@ -22,7 +22,7 @@ from typing import Any, Literal
 from urllib.parse import urldefrag, urljoin
 
 from ..constraint import Compiled, Constraint
-from ..errors import GrammarError, UnsupportedFeatureError
+from ..errors import GrammarError, GuideError, UnsupportedFeatureError
 
 __all__ = [
     "GuideSchemaWarning",
@@ -195,7 +195,7 @@ def _class(ranges: list[tuple[int, int]]) -> str | None:
     def body(rs):
         return "".join(_cp_esc(a) if a == b else f"{_cp_esc(a)}-{_cp_esc(b)}" for a, b in rs)
 
-    if ranges[-1][1] == MAXCP or len(comp) < len(ranges):  # interegular wants small explicit sets
+    if ranges[-1][1] == MAXCP or len(comp) < len(ranges):  # the shorter spelling: a negated class
         return f"[^{body(comp)}]" if comp else "[\\s\\S]"
     if len(ranges) == 1 and ranges[0][0] == ranges[0][1]:
         return _cp_esc(ranges[0][0])
@@ -382,22 +382,47 @@ def translate_pattern(pattern: str) -> tuple[str, tuple[int, int | None] | None]
     return ("(?:" + "|".join(alts) + ")" if len(alts) > 1 else alts[0]), width
 
 
-def _single_repeat(pattern: str):
-    """`^X{a,b}$` with X one character item -> (encoded class of X, a, b or None)."""
+def _length_bounded(pattern: str, mn: int, mx: int | None) -> str | None:
+    """Body regex for an anchored pattern under length bounds [mn, mx], when expressible.
+
+    Handles `^...$` patterns (one branch) whose items all have a fixed width except at most one
+    repeat of a single-character item: the bounds then move onto that repeat. None otherwise."""
     parsed = _parse_pattern(pattern)
     items = list(parsed)
-    if (
-        len(items) == 3
+    if not (
+        len(items) >= 2
         and _is_at(items[0], "AT_BEGINNING")
-        and _is_at(items[2], "AT_END", "AT_END_STRING")
+        and _is_at(items[-1], "AT_END", "AT_END_STRING")
     ):
-        op, arg = items[1]
-        if str(op) == "MAX_REPEAT" and len(arg[2]) == 1:
-            iop, iarg = list(arg[2])[0]
-            if str(iop) in ("LITERAL", "NOT_LITERAL", "ANY", "CATEGORY", "IN"):
-                hi = None if arg[1] == _sre_c.MAXREPEAT else arg[1]
-                return _encoded_class(_set_of(iop, iarg)), arg[0], hi
-    return None
+        return None
+    items = items[1:-1]
+    fixed, var = 0, None
+    for i, item in enumerate(items):
+        w = _sre_parse.SubPattern(parsed.state, [item]).getwidth()
+        if w[0] == w[1]:
+            fixed += w[0]
+            continue
+        op, arg = item
+        if var is not None or str(op) != "MAX_REPEAT" or len(arg[2]) != 1:
+            return None
+        iop, _iarg = next(iter(arg[2]))
+        if str(iop) not in ("LITERAL", "NOT_LITERAL", "ANY", "CATEGORY", "IN"):
+            return None
+        var = i
+    if var is None:
+        return None
+    op, (a, b, sub) = items[var]
+    iop, iarg = next(iter(sub))
+    b = None if b == _sre_c.MAXREPEAT else b
+    lo = max(a, mn - fixed)
+    hi = b if mx is None else (mx - fixed if b is None else min(b, mx - fixed))
+    if hi is not None and lo > hi:
+        return "(?!)"
+    cls = _encoded_class(_set_of(iop, iarg))
+    rep = f"(?:{cls}){{{lo},{'' if hi is None else hi}}}"
+    head = _tr_seq(items[:var])
+    tail = _tr_seq(items[var + 1 :])
+    return head + rep + tail
 
 
 def _bounded_ws(ws: str) -> None:
@@ -486,9 +511,12 @@ class NumSet:
     pos: list = field(default_factory=list)
     neg: list = field(default_factory=list)
     literals: list = field(default_factory=list)
+    # (integer part, fraction regex) for the integer parts next to a non-integral bound
+    pos_x: list = field(default_factory=list)
+    neg_x: list = field(default_factory=list)
 
     def empty(self) -> bool:
-        return not (self.full or self.pos or self.neg or self.literals)
+        return not (self.full or self.pos or self.neg or self.literals or self.pos_x or self.neg_x)
 
     def union(self, other: NumSet) -> NumSet:
         return NumSet(
@@ -496,6 +524,8 @@ class NumSet:
             self.pos + other.pos,
             self.neg + other.neg,
             self.literals + other.literals,
+            self.pos_x + other.pos_x,
+            self.neg_x + other.neg_x,
         )
 
     @staticmethod
@@ -524,8 +554,8 @@ class NumSet:
         if self.full:
             return NUMBER_FULL
         sides = []
-        for sign, pieces in (("-", self.neg), ("", self.pos)):
-            alts = []
+        for sign, pieces, extra in (("-", self.neg, self.neg_x), ("", self.pos, self.pos_x)):
+            alts = [(len(str(i)), str(i) + frac) for i, frac in extra]
             for lo, hi, kind in self._normalize(pieces):
                 alts += [(n, s + _FRAC[kind]) for n, s in _int_alts(lo, hi)]
             if alts:
@@ -534,6 +564,83 @@ class NumSet:
                 sides.append(f"{re.escape(sign)}(?:{body})" if sign else f"(?:{body})")
         sides += self.literals
         return "(?:" + "|".join(sides) + ")"
+
+
+def _frac_cmp(digits: str, op: str) -> str | None:
+    """Regex for fraction digit strings D (after the dot) with 0.D op 0.digits."""
+    if not digits:
+        return {"ge": "[0-9]*", "gt": "[0-9]*[1-9][0-9]*", "le": "0*", "lt": None}[op]
+    f, rest = int(digits[0]), digits[1:]
+    alts = []
+    if op in ("ge", "gt") and f < 9:
+        alts.append(f"[{f + 1}-9][0-9]*")
+    if op in ("le", "lt") and f > 0:
+        alts.append(f"[0-{f - 1}][0-9]*")
+    sub = _frac_cmp(rest, op)
+    if sub is not None:
+        # for <=, < a fraction that stops while equal so far is smaller (rest has a nonzero digit)
+        alts.append(f"{f}(?:{sub})?" if rest and op in ("le", "lt") else f"{f}{sub}")
+    if not alts:
+        return None
+    return alts[0] if len(alts) == 1 else "(?:" + "|".join(alts) + ")"
+
+
+def _dec_split(d):
+    """Decimal >= 0 -> (integer part, fraction digits without trailing zeros)."""
+    i = int(d)
+    frac = format(d - i, "f").partition(".")[2].rstrip("0")
+    return i, frac
+
+
+def _mag_pieces_dec(a, a_ex, b, b_ex):
+    """Like `_mag_pieces` for decimal bounds: (pieces, [(integer part, fraction regex)]) or None
+    when both bounds fall in the same integer with fractions on both sides."""
+    from decimal import Decimal
+
+    if a is None or a < 0:
+        a, a_ex = Decimal(0), False
+    if b is not None and (b < a or (b == a and (a_ex or b_ex))):
+        return [], []
+    ai, af = _dec_split(a)
+    if af:
+        low = ("frac", "\\." + _frac_cmp(af, "gt" if a_ex else "ge"))
+    else:
+        low = ("kind", NZ if a_ex else ANYF)
+    if b is None:
+        high = None
+    else:
+        bi, bf = _dec_split(b)
+        if bf:
+            r = _frac_cmp(bf, "lt" if b_ex else "le")
+            high = ("frac", f"(?:\\.{r})?" if r is not None else "")
+        else:
+            high = ("kind", Z) if not b_ex else ("none", None)
+    pieces, extra = [], []
+    if b is not None and ai == bi:
+        if low[0] == "kind" and low[1] == ANYF:
+            if high[0] == "kind":
+                pieces.append((ai, ai, high[1]))
+            elif high[0] == "frac":
+                extra.append((ai, high[1]))
+            return pieces, extra
+        if high[0] == "none":
+            return [], []
+        if high[0] == "kind" and high[1] == Z:
+            return [], []  # the fraction must be nonzero (or >= a positive one) and zero
+        return None
+    if low[0] == "kind":
+        pieces.append((ai, ai, low[1]))
+    else:
+        extra.append((ai, low[1]))
+    top = None if b is None else bi - 1
+    if top is None or top >= ai + 1:
+        pieces.append((ai + 1, top, ANYF))
+    if b is not None:
+        if high[0] == "kind":
+            pieces.append((bi, bi, high[1]))
+        elif high[0] == "frac":
+            extra.append((bi, high[1]))
+    return pieces, extra
 
 
 def _mag_pieces(a, a_ex, b, b_ex, integer):
@@ -563,7 +670,7 @@ def _mag_pieces(a, a_ex, b, b_ex, integer):
 # ----------------------------------------------------------------------------- formats
 
 _D2 = "[0-9]{2}"
-_YEAR = "[0-9]{4}"
+_YEAR = "(?:000[1-9]|00[1-9][0-9]|0[1-9][0-9]{2}|[1-9][0-9]{3})"  # year 0 is not a date in Python
 _LEAP = "(?:[0-9]{2}(?:0[48]|[2468][048]|[13579][26])|(?:0[48]|[2468][048]|[13579][26])00)"
 _DATE = (
     f"(?:{_YEAR}-(?:(?:0[1-9]|1[0-2])-(?:0[1-9]|1[0-9]|2[0-8])|(?:0[13-9]|1[0-2])-(?:29|30)"
@@ -1199,28 +1306,70 @@ class _Compiler:
                     return True
         return False
 
+    def exclude(self, a, b, base, ptr, forbid: set, need: set) -> bool:
+        """Make object branch `a` reject everything branch `b` accepts (for oneOf), by forbidding
+        a key `b` requires or requiring a key `b` does not allow; False when no witness is found."""
+        if self.discriminated(a, b, base, ptr):
+            return True
+        a, _ab = self.deref(a, base, ptr)
+        b, _bb = self.deref(b, base, ptr)
+        if not (isinstance(a, dict) and isinstance(b, dict)) or any(
+            k in a or k in b for k in ("allOf", "anyOf", "oneOf", "$ref", "not", "if")
+        ):
+            return False
+        req_a, req_b = set(a.get("required", [])), set(b.get("required", []))
+        props_a, props_b = a.get("properties", {}), b.get("properties", {})
+        closed_b = b.get("additionalProperties", True) is False and not b.get("patternProperties")
+        if closed_b and any(k not in props_b for k in req_a | need):
+            return True  # a always has a key b forbids
+        for k in sorted(req_b - req_a):
+            if k not in need:  # forbidding a key b requires makes every `a` object fail b
+                forbid.add(k)
+                return True
+        if closed_b:
+            for k in props_a:
+                if k not in props_b and props_a[k] is not False and k not in forbid:
+                    need.add(k)
+                    return True
+        return False
+
     def anyof_part(self, node, ptr, base) -> Part:
         rest = {k: v for k, v in node.items() if k not in ("anyOf", "oneOf")}
         if "oneOf" in node:
-            tss = [
-                self.branch_types(b, base, _ptr(ptr, "oneOf", i))
-                for i, b in enumerate(node["oneOf"])
-            ]
+            oneof = list(node["oneOf"])
+            tss = [self.branch_types(b, base, _ptr(ptr, "oneOf", i)) for i, b in enumerate(oneof)]
+            forbid: list[set] = [set() for _ in oneof]
+            need: list[set] = [set() for _ in oneof]
             clash = False
             for i in range(len(tss)):
-                for j in range(i + 1, len(tss)):
+                for j in range(len(tss)):
+                    if i == j:
+                        continue
                     common = tss[i] & tss[j]
-                    if common and not (
-                        common == {"object"}
-                        and self.discriminated(node["oneOf"][i], node["oneOf"][j], base, ptr)
+                    if not common:
+                        continue
+                    if common != {"object"} or not self.exclude(
+                        oneof[i], oneof[j], base, ptr, forbid[i], need[i]
                     ):
                         clash = True
+            if any(forbid[i] & need[i] for i in range(len(oneof))):
+                clash = True
             if clash:
                 self.unsupported(
                     _ptr(ptr, "oneOf"),
                     "oneOf",
                     "oneOf branches that can accept the same value cannot be made exclusive",
                 )
+            else:
+                for i, b in enumerate(oneof):
+                    if forbid[i] or need[i]:
+                        extra = {
+                            "properties": {k: False for k in sorted(forbid[i])},
+                            "required": sorted(need[i]),
+                        }
+                        b2, _bb = self.deref(b, base, _ptr(ptr, "oneOf", i))
+                        oneof[i] = {"allOf": [b2, extra]}
+            node = {**node, "oneOf": oneof}
             if "anyOf" in node:
                 rest["allOf"] = list(rest.get("allOf", [])) + [{"anyOf": node["anyOf"]}]
             branches, key = node["oneOf"], "oneOf"
@@ -1466,9 +1615,8 @@ class _Compiler:
                 self.unsupported(
                     _ptr(ptr, kw), kw, f"{kw} cannot be enforced by a context-free grammar here"
                 )
-        if t is None and not any(k in node for k in _TYPE_KEYWORDS):
-            if types == set(_TYPES):
-                return Part(any=True, types=set(_TYPES))
+        if t is None and not any(k in node for k in _TYPE_KEYWORDS) and types == set(_TYPES):
+            return Part(any=True, types=set(_TYPES))
         part = Part()
         if "null" in types:
             part = part.union(Part(lits={"null"}, types={"null"}))
@@ -1570,14 +1718,29 @@ class _Compiler:
                 None if ihi is None else -ihi, False, None if ilo is None else -ilo, False, True
             )
             return Part(nums=NumSet(pos=pos, neg=neg), types=types)
-        for val, kw in ((lo, "minimum"), (hi, "maximum")):
-            if val is not None and val.denominator != 1:
-                self.unsupported(
-                    _ptr(ptr, kw),
-                    kw,
-                    "a non-integer bound on a non-integer number is not supported",
+        if any(v is not None and v.denominator != 1 for v in (lo, hi)):
+            from decimal import Decimal
+
+            def dec(v):
+                return (
+                    None
+                    if v is None
+                    else Decimal(int(v))
+                    if v.denominator == 1
+                    else Decimal(repr(float(v)))
                 )
+
+            dlo, dhi = dec(lo), dec(hi)
+            pos = _mag_pieces_dec(dlo, lo_ex, dhi, hi_ex)
+            neg = _mag_pieces_dec(
+                None if dhi is None else -dhi, hi_ex, None if dlo is None else -dlo, lo_ex
+            )
+            if pos is None or neg is None:
+                kw = "minimum" if lo is not None and lo.denominator != 1 else "maximum"
+                self.unsupported(_ptr(ptr, kw), kw, "both bounds fall inside the same integer")
                 return Part(nums=NumSet(full=True), types=types)
+            ns = NumSet(pos=pos[0], neg=neg[0], pos_x=pos[1], neg_x=neg[1])
+            return Part(nums=ns, types=types)
         ilo = None if lo is None else int(lo)
         ihi = None if hi is None else int(hi)
         pos = _mag_pieces(ilo, lo_ex, ihi, hi_ex, False)
@@ -1694,13 +1857,10 @@ class _Compiler:
                 and (mx is None or (width[1] is not None and width[1] <= mx))
             ):
                 pass  # the length bounds are implied
-            elif kw == "pattern" and (rep := _single_repeat(pattern)) is not None:
-                cls, a, b = rep
-                lo2 = max(a, mn)
-                hi2 = mx if b is None else b if mx is None else min(b, mx)
-                if hi2 is not None and lo2 > hi2:
+            elif kw == "pattern" and (rx2 := _length_bounded(pattern, mn, mx)) is not None:
+                if rx2 == "(?!)":
                     return Part()
-                rx = f"(?:{cls}){{{lo2},{'' if hi2 is None else hi2}}}"
+                rx = rx2
             else:
                 self.unsupported(
                     _ptr(ptr, "maxLength" if mx is not None else "minLength"),
@@ -1945,19 +2105,15 @@ class _Compiler:
         return self.rule([f"{lb} {body} {rb}"]) if body else None
 
     def disjoint(self, regexes: list[str]) -> bool:
+        """No two of the regexes share a string; False (overlapping) when that cannot be decided."""
+        from .bytedfa import intersects
+        from .re_compile import compile_regex
+
         try:
-            import interegular
-
-            from .regex import _expand_unicode_escapes
-
-            fsms = [interegular.parse_pattern(_expand_unicode_escapes(r)).to_fsm() for r in regexes]
-            for i in range(len(fsms)):
-                for j in range(i + 1, len(fsms)):
-                    if not (fsms[i] & fsms[j]).empty():
-                        return False
-            return True
-        except Exception:  # noqa: BLE001 - cannot decide: treat as overlapping
+            dfas = [compile_regex(r, time_budget_s=2.0) for r in regexes]
+        except GuideError:
             return False
+        return not any(intersects(a, b) for i, a in enumerate(dfas) for b in dfas[i + 1 :])
 
 
 def _absolutize(node, base: str):
@@ -2038,9 +2194,9 @@ def _key_excluding(listed: set) -> str:
 
     def end(node: dict) -> str | None:
         alts = []
-        for c in node:
+        for c, child in node.items():
             if c is not None:
-                sub = end(node[c])
+                sub = end(child)
                 if sub is not None:
                     alts.append(_unit(c) + sub)
         if None not in node:
@@ -2098,6 +2254,8 @@ def _lalr_conflict(text: str) -> str | None:
     """lark's LALR(1) conflict message for the grammar, or None (no lexer is built: fast)."""
     import lark
 
+    from .cfg import build_lark
+
     class _NoLexer(lark.lexer.Lexer):
         def __init__(self, lexer_conf) -> None:
             pass
@@ -2106,7 +2264,7 @@ def _lalr_conflict(text: str) -> str | None:
             raise NotImplementedError
 
     try:
-        lark.Lark(text, parser="lalr", lexer=_NoLexer, start="start")
+        build_lark(text, parser="lalr", lexer=_NoLexer, start="start")
     except lark.exceptions.GrammarError as exc:
         return str(exc).splitlines()[0]
     return None
@@ -2176,8 +2334,9 @@ class JsonSchema(Constraint):
         )
         self.lark_text = grammar.lark_text
         self.warnings = grammar.warnings
+        # key order is kept: with property_order="schema" it decides the grammar
         self._key = "json_schema:" + json.dumps(
-            [self.schema, self.options], sort_keys=True, separators=(",", ":")
+            [self.schema, self.options], separators=(",", ":"), ensure_ascii=False
         )
 
     @property
