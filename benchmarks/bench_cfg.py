@@ -41,21 +41,37 @@ WORKLOADS = Path(
 )
 
 # ARCHITECTURE.md §5: (p50 µs, p99 µs) per token; compile and first-mask targets.
-TARGETS = {"arith": (150.0, 1_500.0), "sql": (300.0, 5_000.0), "json_any": (100.0, 1_000.0)}
+TARGETS = {
+    "arith": (150.0, 1_500.0),
+    "sql": (300.0, 5_000.0),
+    "json_any": (100.0, 1_000.0),
+    "schema_a": (100.0, 1_000.0),
+    "schema_b": (100.0, 1_000.0),
+    "schema_c": (100.0, 1_000.0),
+}
 TARGET_COMPILE_S = 0.5
+COMPILE_TARGETS_S = {"schema_c": 2.0}  # the 49-property schema has a looser cold-compile target
 TARGET_FIRST_MASK_MS = 20.0
 
 
 def load_workloads() -> dict[str, tuple[str, str]]:
     """name -> (lark grammar, document)."""
     from guide.grammars.cfg import builtin_text
+    from guide.grammars.json_schema import schema_to_lark
 
     data = json.loads(WORKLOADS.read_text())
     return {
         "arith": (data["lark"]["arith"]["grammar"], data["lark"]["arith"]["doc"]),
         "sql": (data["lark"]["sql"]["grammar"], data["lark"]["sql"]["doc"]),
         "json_any": (builtin_text("json"), json.dumps(data["json_any"]["doc"])),
+        **{name: (schema_to_lark(w["schema"]).lark_text, json.dumps(w["doc"], separators=(",", ":"), ensure_ascii=False))
+           for name, w in schemas().items()},
     }
+
+
+def schemas() -> dict[str, dict]:
+    """The JSON Schema workloads (schema + reference document), for the anchors' own JSON compilers."""
+    return json.loads(WORKLOADS.read_text())["json_schema"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -73,12 +89,19 @@ def _xgr_compile(eng: Any, name: str, text: str) -> A.AnchorCompiled:
     compiler = xgr.GrammarCompiler(eng._info, cache_enabled=False)
     if name == "json_any":
         return A._XgrCompiled(xgr, compiler.compile_builtin_json_grammar())
+    if name.startswith("schema_"):  # its own JSON Schema compiler, compact layout like guide's
+        schema = json.dumps(schemas()[name]["schema"])
+        return A._XgrCompiled(xgr, compiler.compile_json_schema(schema, any_whitespace=False, separators=(",", ":")))
     return A._XgrCompiled(xgr, compiler.compile_grammar(xgr.Grammar.from_lark(text)))
 
 
 def _llg_compile(eng: Any, name: str, text: str) -> A.AnchorCompiled:
     M = eng._llg.LLMatcher
-    return A._LlgCompiled(eng._fill, M(eng._lltok, M.grammar_from_lark(text), log_level=0))
+    if name.startswith("schema_"):
+        grammar = M.grammar_from_json_schema(schemas()[name]["schema"], defaults={"whitespace_flexible": False})
+    else:
+        grammar = M.grammar_from_lark(text)
+    return A._LlgCompiled(eng._fill, M(eng._lltok, grammar, log_level=0))
 
 
 @dataclass
@@ -233,7 +256,7 @@ def run(quick: bool = False) -> str:
         if g is None or not g.cold_us:
             continue
         ok = pct(g.cold_us, 50) <= p50 and step_median_p99(g) <= p99
-        ok_c = g.compile_s <= TARGET_COMPILE_S and g.first_mask_s * 1e3 <= TARGET_FIRST_MASK_MS
+        ok_c = g.compile_s <= COMPILE_TARGETS_S.get(w, TARGET_COMPILE_S) and g.first_mask_s * 1e3 <= TARGET_FIRST_MASK_MS
         verdicts.append([w, f"≤ {p50:,.0f} / ≤ {p99:,.0f} µs",
                          f"{fmt_us(pct(g.cold_us, 50))} / {fmt_us(step_median_p99(g))} µs",
                          "yes" if ok else "**NO**", fmt_ms(g.compile_s), "yes" if ok_c else "**NO**"])
@@ -241,7 +264,7 @@ def run(quick: bool = False) -> str:
         "\nguide against ARCHITECTURE.md §5: cold p50, and p99 of the per-step median over the cold walks "
         "(a single walk has 26-90 steps, so its p99 is its slowest step, and a time slice lost to "
         "another process on a shared CPU, ~4 ms, lands there; the pooled p99 is in the table above); "
-        "compile ≤ 0.5 s, first mask ≤ 20 ms:\n"
+        "compile ≤ 0.5 s (schema_c ≤ 2 s), first mask ≤ 20 ms:\n"
     )
     out.append(_md(["workload", "target p50 / p99", "guide", "met", "compile", "compile + first mask met"], verdicts))
     if notes:

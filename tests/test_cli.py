@@ -85,6 +85,7 @@ def test_incomplete_output_exits_1(model_dir):
         (["regex", "a", "   "], "prompt is empty"),
         (["regex", "a", "x", "--model", "/no/such/model"], "never downloads"),
         (["regex", "a", "x", "--sampler", "mbr"], "not available"),
+        (["regex", "a", "x", "--sampler", "cd", "--amateur", "/no/such/amateur"], "never downloads"),
         (["regex", "a", "x", "--sampler", "nope"], "has to be one of"),
         (["regex", "a", "--input", "/no/such.jsonl"], "cannot read"),
     ],
@@ -207,3 +208,15 @@ def test_asap_sampler_prints_n_samples(model_dir):
     records = [json.loads(line) for line in result.stdout.splitlines()]
     assert len(records) == 5 and {r["text"] for r in records} <= {"yes", "no"}
     assert all(r["diagnostics"]["trie_nodes"] >= 1 for r in records)
+
+
+@pytest.mark.parametrize("sampler", ["cd", "scd", "ead"])
+def test_two_model_samplers_respect_the_constraint(model_dir, sampler):
+    # the tiny model is its own "large" model here; the default second model is its first layer(s)
+    flag = "--small" if sampler == "ead" else "--amateur"
+    result = invoke("regex", "[0-9]{2}-[0-9]{2}", "x", "--model", str(model_dir), "--sampler", sampler,
+                    flag, str(model_dir), "--json", "--max-tokens", "12")
+    assert result.exit_code == 0, result.stderr
+    record = json.loads(result.stdout)
+    assert re.fullmatch("[0-9]{2}-[0-9]{2}", record["text"]) and record["complete"] is True
+    assert record["sampler"] == sampler

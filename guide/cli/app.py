@@ -33,8 +33,17 @@ MaxTokensOpt = Annotated[int, typer.Option("--max-tokens", min=1, help="Most new
 TemperatureOpt = Annotated[float, typer.Option("--temperature", min=0.0, help="0 = greedy; > 0 samples (with --sampler sample).")]
 SeedOpt = Annotated[int | None, typer.Option("--seed", help="Random seed for sampling.")]
 SamplerOpt = Annotated[
-    str, typer.Option("--sampler", help="greedy | sample | asap (grammar-aligned, --n samples); cd, uscd, scd, ead, mbr: not available yet.")
+    str,
+    typer.Option(
+        "--sampler",
+        help="greedy | sample | asap (grammar-aligned, --n samples) | cd | scd (contrastive, with --amateur) | "
+        "ead (small/large switching, with --small); uscd, mbr: not available yet.",
+    ),
 ]
+AmateurOpt = Annotated[
+    Path | None, typer.Option("--amateur", help="Amateur model folder for cd/scd (default: the model's first 4 layers).")
+]
+SmallOpt = Annotated[Path | None, typer.Option("--small", help="Small model folder for ead (default: the model's first 4 layers).")]
 NOpt = Annotated[int, typer.Option("--n", min=1, help="Samples per prompt (with --sampler asap).")]
 ChatOpt = Annotated[bool | None, typer.Option("--chat/--no-chat", help="Apply the model's chat template (default: when it has one).")]
 SystemOpt = Annotated[str | None, typer.Option("--system", help="A system message (needs the chat template).")]
@@ -78,6 +87,8 @@ def regex(
     stream: StreamOpt = False,
     input_file: InputOpt = None,
     n: NOpt = 1,
+    amateur: AmateurOpt = None,
+    small: SmallOpt = None,
 ) -> None:
     """Generate text that fully matches PATTERN."""
     from .. import regex as make_regex
@@ -100,6 +111,8 @@ def choose(
     stream: StreamOpt = False,
     input_file: InputOpt = None,
     n: NOpt = 1,
+    amateur: AmateurOpt = None,
+    small: SmallOpt = None,
 ) -> None:
     """Answer with exactly one of the --option values."""
     from .. import choice
@@ -159,6 +172,8 @@ def json_command(
     stream: StreamOpt = False,
     input_file: InputOpt = None,
     n: NOpt = 1,
+    amateur: AmateurOpt = None,
+    small: SmallOpt = None,
 ) -> None:
     """Generate a JSON document valid against the schema."""
     if str(schema) == "-" and prompt == "-":
@@ -182,6 +197,8 @@ def grammar(
     stream: StreamOpt = False,
     input_file: InputOpt = None,
     n: NOpt = 1,
+    amateur: AmateurOpt = None,
+    small: SmallOpt = None,
 ) -> None:
     """Generate text in the language of a lark grammar."""
     from ..grammars.cfg import grammar as make_grammar

@@ -13,8 +13,9 @@ from typing import Any
 
 from ..constraint import Constraint
 
-SAMPLERS_AVAILABLE = ("greedy", "sample", "asap")
-SAMPLERS_PLANNED = ("cd", "uscd", "scd", "ead", "mbr")
+SAMPLERS_AVAILABLE = ("greedy", "sample", "asap", "cd", "scd", "ead")
+SAMPLERS_PLANNED = ("uscd", "mbr")
+TRUNCATED_LAYERS = 4  # default amateur / small model: the main model's first layers (see samplers.models)
 
 
 class UsageError(Exception):
@@ -34,6 +35,8 @@ class Options:
     stream: bool
     input_file: Path | None
     n: int
+    amateur: Path | None
+    small: Path | None
 
     @classmethod
     def pick(cls, values: dict[str, Any]) -> Options:
@@ -117,6 +120,8 @@ def run_generation(make_constraint: Callable[[], Constraint], prompt: str | None
         kwargs.update(temperature=opts.temperature, top_k=0, top_p=1.0)
     if opts.sampler == "asap":
         return _run_asap(model, tok, constraint, prompts, opts, load_s)
+    if opts.sampler in ("cd", "scd", "ead"):
+        return _run_two_models(model, tok, constraint, prompts, opts, load_s)
     failures = 0
     for text in prompts:
         streamer = None
@@ -168,3 +173,63 @@ def _run_asap(model, tok, constraint: Constraint, prompts: list[str], opts: Opti
             else:
                 print(sample.text, flush=True)
     return 0
+
+
+def _second_model(model, path: Path | None):
+    """The amateur / small model: a local folder, or the main model truncated (shared weights)."""
+    if path is None:
+        from ..samplers.models import truncated_amateur
+
+        return truncated_amateur(model, TRUNCATED_LAYERS), None
+    from ..models import load_model
+
+    with progress("loading the second model"):
+        return load_model(path)
+
+
+def _run_two_models(model, tok, constraint: Constraint, prompts: list[str], opts: Options, load_s: float) -> int:
+    """CD / SCD (expert = --model, amateur = --amateur) or EAD (large = --model, small = --small)."""
+    kwargs: dict[str, Any] = {"max_new_tokens": opts.max_tokens, "chat": opts.chat,
+                              "do_sample": False, "seed": opts.seed}
+    failures = 0
+    for text in prompts:
+        t0 = time.perf_counter()
+        if opts.sampler == "ead":
+            from ..samplers.switching import ead_generate
+
+            small, small_tok = _second_model(model, opts.small)
+            out = ead_generate(small, model, tok, [text], constraint, small_tokenizer=small_tok, **kwargs)
+            extra = {"large_fraction": out.large_fraction}
+        else:
+            from ..samplers.contrastive import contrastive_generate
+
+            amateur, amateur_tok = _second_model(model, opts.amateur)
+            out = contrastive_generate(model, amateur, tok, [text], constraint, amateur_tokenizer=amateur_tok,
+                                       speculative=opts.sampler == "scd", **kwargs)
+            extra = {}
+        seconds = time.perf_counter() - t0
+        result_text, token_ids = out.texts[0], list(out.token_ids[0])
+        complete = _accepts(constraint, model, tok, token_ids)
+        if opts.json_out:
+            print(json.dumps({"text": result_text, "tokens": token_ids, "complete": complete, "sampler": opts.sampler,
+                              "constraint": constraint.key, "diagnostics": extra,
+                              "timings": {"load_s": round(load_s, 3), "generate_s": round(seconds, 3)}},
+                             ensure_ascii=False), flush=True)
+        else:
+            print(result_text, flush=True)
+        if not complete:
+            failures += 1
+            print(f"guide: --max-tokens {opts.max_tokens} ran out before the output satisfied the constraint",
+                  file=sys.stderr)
+    return 1 if failures else 0
+
+
+def _accepts(constraint: Constraint, model, tok, token_ids: list[int]) -> bool:
+    """Replay the output through a fresh matcher: complete means accepted (EOS tokens skipped)."""
+    from ..generate import eos_ids_of
+    from ..vocab import Vocabulary
+
+    eos = eos_ids_of(model, tok)
+    vocab = Vocabulary.from_tokenizer(tok, model.config.vocab_size, eos_token_id=eos)
+    matcher = constraint.compile(vocab).matcher()
+    return all(matcher.advance(t) for t in token_ids if t not in eos) and matcher.is_accepting()
