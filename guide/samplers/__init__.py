@@ -9,7 +9,9 @@ Light on import: the submodules (which use numpy and, on first sample, torch) lo
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from .._lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from .asap import GCD, ASAp, EFGTrie, Enumeration, Sample, SampleDiagnostics, SamplerConfigError, kl_divergence
@@ -47,15 +49,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'guide.samplers' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_attributes(__name__, _LAZY, globals())
 
 
 __all__ = sorted(_LAZY)
