@@ -155,5 +155,5 @@ def generate_detailed(
 
 def _decode(proc, tokenizer: PreTrainedTokenizerBase, tokens: list[int]) -> str:
     if proc is not None and proc.vocab is not None:
-        return proc.vocab.decode(tokens).decode("utf-8", errors="replace")
+        return proc.vocab.decode_text(tokens)
     return tokenizer.decode(tokens, skip_special_tokens=True)

@@ -245,6 +245,10 @@ class Vocabulary:
             return out[1:]
         return out
 
+    def decode_text(self, ids: Iterable[int]) -> str:
+        """`decode` as text; a cut-off UTF-8 sequence (a length limit hit mid-character) shows as U+FFFD."""
+        return self.decode(ids).decode("utf-8", errors="replace")
+
     @classmethod
     def from_bytes(
         cls,

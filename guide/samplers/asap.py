@@ -373,7 +373,7 @@ class _Sampler:
 
     def _finish(self, state: _PromptState, tokens: list[int], eos: int, logp: float, logp_t: float,
                 restarts: int, root_bound: float, nodes: int) -> Sample:
-        text = self.vocab.decode(tokens).decode("utf-8", errors="replace")
+        text = self.vocab.decode_text(tokens)
         diag = SampleDiagnostics(nodes, state.forward_passes, state.saved, restarts, root_bound)
         return Sample(text, tokens, eos, logp, logp_t, diag)
 

@@ -628,7 +628,7 @@ def contrastive_generate(
             max_new_tokens=max_new_tokens,
             **kwargs,
         )
-    result.texts = [vocab.decode(t).decode("utf-8", errors="replace") for t in result.token_ids]
+    result.texts = [vocab.decode_text(t) for t in result.token_ids]
     return result
 
 
