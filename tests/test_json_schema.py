@@ -11,12 +11,12 @@ import random
 import warnings
 from functools import lru_cache
 
-import jsonschema
 import lark
 import lark.lexer
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from schema_strategies import dump, json_values, oracle, schemas
 
 from guide.errors import GrammarError, UnsupportedFeatureError
 from guide.grammars.json_schema import (
@@ -41,19 +41,6 @@ def accepts(grammar_text: str, text: str) -> bool:
         return True
     except lark.exceptions.LarkError:
         return False
-
-
-def oracle(schema, instance) -> bool:
-    cls = (
-        jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
-        if isinstance(schema, dict)
-        else jsonschema.Draft202012Validator
-    )
-    return cls(schema, format_checker=cls.FORMAT_CHECKER).is_valid(instance)
-
-
-def dump(x) -> str:
-    return json.dumps(x, separators=(",", ":"), ensure_ascii=False)
 
 
 def check(schema, valid=(), invalid=(), raw_valid=(), raw_invalid=(), **opts):
@@ -734,97 +721,6 @@ def test_pydantic_models():
 # ----------------------------------------------------------------------------- property-based soundness
 
 
-def _leaf():
-    ints = st.integers(-50, 50)
-    return st.one_of(
-        st.builds(
-            lambda a, b: {"type": "integer", "minimum": min(a, b), "maximum": max(a, b)}, ints, ints
-        ),
-        st.builds(lambda a: {"type": "integer", "exclusiveMinimum": a}, ints),
-        st.builds(
-            lambda a, b: {
-                "type": "number",
-                "minimum": min(a, b),
-                "exclusiveMaximum": max(a, b) + 1,
-            },
-            ints,
-            ints,
-        ),
-        st.builds(lambda m: {"type": "integer", "multipleOf": m}, st.integers(1, 7)),
-        st.builds(
-            lambda a, b: {"type": "string", "minLength": min(a, b), "maxLength": max(a, b)},
-            st.integers(0, 4),
-            st.integers(0, 4),
-        ),
-        st.sampled_from(
-            [
-                {"type": "string", "pattern": p}
-                for p in ("^a+b?$", "x", "^[^a-c]{1,3}$", '"', "^\\d+\\.\\d$")
-            ]
-        ),
-        st.sampled_from(
-            [
-                {"type": "string", "format": f}
-                for f in ("date", "time", "uuid", "ipv4", "email", "date-time")
-            ]
-        ),
-        st.lists(
-            st.one_of(st.none(), st.booleans(), st.integers(-3, 3), st.text(max_size=3)),
-            min_size=1,
-            max_size=4,
-        ).map(lambda v: {"enum": v}),
-        st.sampled_from(
-            [
-                {"type": "boolean"},
-                {"type": "null"},
-                {"type": "number"},
-                {"type": "string"},
-                {},
-                {"type": ["integer", "null"]},
-                {"const": "k"},
-            ]
-        ),
-    )
-
-
-def _extend(children):
-    keys = st.sampled_from(["a", "b", "c", 'd"', "é"])
-    return st.one_of(
-        st.builds(
-            lambda s, a, b: {
-                "type": "array",
-                "items": s,
-                "minItems": min(a, b),
-                "maxItems": max(a, b),
-            },
-            children,
-            st.integers(0, 3),
-            st.integers(0, 3),
-        ),
-        st.builds(
-            lambda p, s: {"type": "array", "prefixItems": p, "items": s},
-            st.lists(children, max_size=2),
-            st.one_of(st.just(False), children),
-        ),
-        st.builds(
-            lambda props, req, addl: {
-                "type": "object",
-                "properties": props,
-                "required": [k for k in props if k in req],
-                "additionalProperties": addl,
-            },
-            st.dictionaries(keys, children, max_size=3),
-            st.lists(keys, max_size=3),
-            st.one_of(st.booleans(), children),
-        ),
-        st.builds(lambda bs: {"anyOf": bs}, st.lists(children, min_size=1, max_size=3)),
-        st.builds(lambda a, b: {"allOf": [a, b]}, children, children),
-    )
-
-
-schemas = st.recursive(_leaf(), _extend, max_leaves=6)
-
-
 def _sampler(grammar_text: str):
     p = _parser(grammar_text)
     rules: dict[str, list] = {}
@@ -888,22 +784,6 @@ def test_random_schemas_every_generated_text_validates(schema, data):
     assume(accepts(g, text))  # a derivation lark's first-match lexer splits differently
     inst = json.loads(text)
     assert oracle(schema, inst), (schema, text)
-
-
-json_values = st.recursive(
-    st.one_of(
-        st.none(),
-        st.booleans(),
-        st.integers(-60, 60),
-        st.floats(-60, 60, allow_nan=False).map(lambda f: round(f, 2)),
-        st.text(alphabet='abcxyé"\\\n-0123456789:.@T', max_size=6),
-    ),
-    lambda c: st.one_of(
-        st.lists(c, max_size=4),
-        st.dictionaries(st.sampled_from(["a", "b", "c", 'd"', "é", "z"]), c, max_size=4),
-    ),
-    max_leaves=8,
-)
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck))
