@@ -20,7 +20,6 @@ import warnings
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-
 from schema_strategies import dump, instances, oracle, schemas
 
 import guide
@@ -29,7 +28,7 @@ from guide.grammars.json_schema import GuideSchemaWarning
 from guide.testing import random_walk, toy_vocab
 
 SLOW = "slow" in " ".join(sys.argv)
-FUZZ = dict(deadline=None, suppress_health_check=list(HealthCheck), database=None)
+FUZZ = {"deadline": None, "suppress_health_check": list(HealthCheck), "database": None}
 
 JSON_TOKENS = [
     b'{"', b'":', b'",', b'"}', b'":"', b'"a', b'"b', b'"c', b"ab", b"bc", b"true", b"null", b"false",

@@ -219,7 +219,7 @@ def test_redos_patterns_compile_small_and_fast(pattern, vocab):
 
     start = time.perf_counter()
     compiled = guide.regex(pattern).compile(vocab, cache=False)
-    assert time.perf_counter() - start < 2
+    assert time.perf_counter() - start < 5  # generous: a bound, not a benchmark
     assert compiled.dfa.n_states <= 210
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import socket
 import threading
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -123,3 +124,100 @@ def test_disk_cache_is_pruned_to_its_budget(tmp_path):
     names = sorted(p.name for p in tmp_path.iterdir())
     assert "5.pkl" in names and len(names) <= 3
     assert sum(p.stat().st_size for p in tmp_path.iterdir()) <= 35_000
+
+
+# ----------------------------------------------------------------------------- bounded work
+
+
+def test_grammar_size_caps_are_clear_errors():
+    words = " | ".join(f'"w{i}"' for i in range(300))
+    with pytest.raises(guide.GrammarError, match="max_grammar_bytes=1,000"):
+        guide.grammar(f"start: {words}", max_grammar_bytes=1_000)
+    many = "\n".join(f'r{i}: "x{i}"' for i in range(60))
+    text = "start: " + " | ".join(f"r{i}" for i in range(60)) + "\n" + many
+    with pytest.raises(guide.GrammarError, match="max_rules=50"):
+        guide.grammar(text, max_rules=50)
+    assert guide.grammar(text).parses("x7")
+
+
+def test_parse_depth_cap_stops_runaway_nesting():
+    vocab = toy_vocab()
+    compiled = guide.grammar('start: "(" start ")" | "x"', max_depth=40).compile(vocab)
+    m = compiled.matcher()
+    with pytest.raises(guide.GrammarError, match="max_depth=40"):
+        for _ in range(100):
+            assert m.advance(ord("("))
+    assert len(m.stack) <= 40  # the refused token left the state as it was
+
+
+def test_json_schema_caps_take_keywords():
+    deep: dict = {"type": "integer"}
+    for _ in range(10):
+        deep = {"type": "array", "items": deep}
+    guide.json_schema(deep)
+    with pytest.raises(guide.GrammarError, match="max_depth=5"):
+        guide.json_schema(deep, max_depth=5)
+    wide = {"type": "object", "properties": {f"p{i}": {"enum": [i, str(i)]} for i in range(40)}}
+    with pytest.raises(guide.GrammarError, match="max_rules=20"):
+        guide.json_schema(wide, max_rules=20)
+
+
+def _worst_mask_seconds(compiled, data: bytes) -> float:
+    """Feed `data` byte by byte (single-byte tokens), timing every mask on the way."""
+    import time
+
+    m = compiled.matcher()
+    worst = 0.0
+    for b in data:
+        t0 = time.perf_counter()
+        m.allowed_tokens()
+        worst = max(worst, time.perf_counter() - t0)
+        assert m.advance(b), data[:20]
+    return worst
+
+
+@pytest.mark.parametrize(
+    "name, data",
+    [
+        ("deep arrays", b"[" * 3000 + b"]" * 3000),
+        ("deep objects", b'{"a":' * 1500 + b"1" + b"}" * 1500),
+        ("long string", b'"' + b"ab\\n\\u00e9" * 3000 + b'"'),
+        ("long number", b"-" + b"7" * 20_000 + b".5e-9"),
+        ("wide array", b"[" + b"1," * 10_000 + b"1]"),
+    ],
+)
+def test_no_json_input_makes_one_mask_slow(name, data):
+    """The structural bound in practice: masks stay cheap at any depth or length (watchdog 0.5 s)."""
+    from guide.grammars.cfg import builtin
+
+    compiled = builtin("json").compile(toy_vocab([b"[[", b"]]", b'{"a":', b"77", b"ab"]))
+    assert _worst_mask_seconds(compiled, data) < 0.5, name
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        {"$ref": "#"},
+        {"$defs": {"a": {"$ref": "#/$defs/b"}, "b": {"$ref": "#/$defs/a"}}, "$ref": "#/$defs/a"},
+        {"enum": [f"value number {i}" for i in range(20_000)]},
+        {"type": "string", "pattern": "^(a+)+$"},
+        {"type": "string", "pattern": "(x|xx)*y", "maxLength": 50},
+        {"type": "array", "items": {"type": "integer"}, "minItems": 400, "maxItems": 2000},
+        {"anyOf": [{"type": "object", "properties": {f"k{i}": {"type": "integer"}}, "required": [f"k{i}"]} for i in range(200)]},
+    ],
+    ids=["self-ref", "ref-cycle", "huge-enum", "redos-pattern", "redos-bounded", "long-array", "wide-anyOf"],
+)
+def test_pathological_schemas_end_within_the_compile_budget(schema):
+    """A guide or a GuideError, never a hang or a crash: the grammar compile stops at its 10 s
+    default budget; the schema translation before it is bounded by the size caps (< 2 s here)."""
+    import time
+
+    vocab = toy_vocab([b'"value', b" number", b"aa", b"xx"])
+    t0 = time.perf_counter()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            guide.json_schema(schema).compile(vocab)
+    except guide.GuideError:
+        pass
+    assert time.perf_counter() - t0 < 12

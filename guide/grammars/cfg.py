@@ -40,6 +40,7 @@ from __future__ import annotations
 
 from collections import deque
 import threading
+import time
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -57,6 +58,12 @@ if TYPE_CHECKING:
     from ..vocab import Vocabulary
 
 _MAX_LEXER_STATES = 20_000
+# Bounds on the work one grammar can cause (docs/reliability.md): lark's LALR table build grows
+# with the grammar, and the cost of one mask grows at worst with the parser stack.
+MAX_GRAMMAR_BYTES = 4_000_000
+MAX_RULES = 100_000
+MAX_STACK_DEPTH = 10_000
+COMPILE_BUDGET_S = 10.0  # building the lexer automaton (lark's own table build is bounded by size)
 _MASK_CACHE_LIMIT = 4096
 _CACHE_LIMIT = 200_000
 _PRECOMPUTE_BUDGET_S = 0.25
@@ -136,17 +143,33 @@ def _terminal_regex(term) -> str:
     return _known_lookaround_terminals().get(regexp, regexp)
 
 
-def _build_lexer(terminals: list, ignored: set[str]) -> _Lexer:
+def _unique_rows(rows: np.ndarray, mix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """np.unique(rows, axis=0, return_inverse=True), through a 1-D hash of each row (many times
+    faster for wide rows); exact: a hash collision is detected and falls back to the slow way."""
+    _, first, inverse = np.unique(rows @ mix, return_index=True, return_inverse=True)
+    uniq = rows[first]
+    inverse = np.asarray(inverse).reshape(-1)
+    if not np.array_equal(uniq[inverse], rows):
+        uniq, inverse = np.unique(rows, axis=0, return_inverse=True)
+    return uniq, np.asarray(inverse).reshape(-1)
+
+
+def _build_lexer(terminals: list, ignored: set[str], time_budget_s: float, deadline: float) -> _Lexer:
     from lark.lexer import PatternStr
 
     dfas = []
     for term in terminals:
+        if time.monotonic() > deadline:
+            raise GrammarError(
+                f"compiling the {len(terminals)} terminals of the grammar exceeded the "
+                f"{time_budget_s:g} s budget (at {term.name}); simplify it or raise time_budget_s"
+            )
         regexp = _terminal_regex(term)
         try:
             dfa = Regex(regexp).byte_dfa()
         except UnsupportedFeatureError as exc:
             raise UnsupportedFeatureError(
-                f"terminal {term.name} (/{term.pattern.value}/) cannot be compiled to an automaton: {exc}",
+                f"terminal {term.name} (/{term.pattern.value[:120]}/) cannot be compiled to an automaton: {exc}",
                 feature=exc.feature,
                 where=term.name,
             ) from exc
@@ -166,11 +189,17 @@ def _build_lexer(terminals: list, ignored: set[str]) -> _Lexer:
     ids: dict[tuple[int, ...], int] = {}
     order = [start]
     rows: list[np.ndarray] = []
+    mix = np.random.default_rng(0).integers(1, 2**62, size=k, dtype=np.int64) | 1
     i = 0
     while i < len(order):
+        if time.monotonic() > deadline:
+            raise GrammarError(
+                f"building the lexer automaton of {k} terminals exceeded the {time_budget_s:g} s "
+                f"budget ({len(order)} states so far); simplify the terminals"
+            )
         cur = order[i]
         nxt = np.stack([dfas[t].transitions[cur[t]] for t in range(k)], axis=1)  # [256, k]
-        uniq, inverse = np.unique(nxt, axis=0, return_inverse=True)
+        uniq, inverse = _unique_rows(nxt, mix)
         targets = []
         for row in uniq:
             if (row == deads).all():
@@ -286,29 +315,52 @@ def _wrap_lark_error(exc: Exception) -> GrammarError:
 class Grammar(Constraint):
     """Text accepted by lark's LALR parser (contextual lexer) for `lark_text`."""
 
-    def __init__(self, lark_text: str, *, start: str = "start") -> None:
+    def __init__(
+        self,
+        lark_text: str,
+        *,
+        start: str = "start",
+        max_grammar_bytes: int = MAX_GRAMMAR_BYTES,
+        max_rules: int = MAX_RULES,
+        max_depth: int = MAX_STACK_DEPTH,
+        time_budget_s: float = COMPILE_BUDGET_S,
+    ) -> None:
         if not isinstance(lark_text, str):
             raise TypeError(f"`lark_text` has to be a str, but is {type(lark_text).__name__}")
         import lark
 
+        started = time.monotonic()
+        size = len(lark_text.encode("utf-8", "surrogatepass"))
+        if size > max_grammar_bytes:
+            raise GrammarError(
+                f"the grammar text is {size:,} bytes, over max_grammar_bytes={max_grammar_bytes:,}"
+            )
         self.lark_text = lark_text
         self.start = start
+        self.max_depth = max_depth
         try:
             self.lark = build_lark(lark_text, parser="lalr", lexer="contextual", start=start)
         except lark.exceptions.LarkError as exc:
             raise _wrap_lark_error(exc) from exc
         except (KeyError, ValueError) as exc:
             raise GrammarError(f"invalid lark grammar: {exc}") from exc
+        except RecursionError:
+            raise GrammarError("the grammar's rules nest too deeply for lark to build its tables") from None
+        if len(self.lark.rules) > max_rules:
+            raise GrammarError(
+                f"the grammar has {len(self.lark.rules):,} rules, over max_rules={max_rules:,}"
+            )
         ignored = set(self.lark.ignore_tokens)
         self._terminals = list(self.lark.terminals)
-        self._lexer = _build_lexer(self._terminals, ignored)
+        self._lexer = _build_lexer(self._terminals, ignored, time_budget_s, started + time_budget_s)
         index = {name: i for i, name in enumerate(self._lexer.names)}
         self._parser, lark_accepts = _build_parser(self.lark, start, index)
         self._lark_accepts = tuple(a | self._lexer.ignored for a in lark_accepts)
 
     @property
     def key(self) -> str:
-        return "lark:" + self.start + "\x00" + self.lark_text
+        depth = "" if self.max_depth == MAX_STACK_DEPTH else f"depth={self.max_depth}\x00"
+        return "lark:" + depth + self.start + "\x00" + self.lark_text
 
     def parses(self, text: str) -> bool:
         """Whether lark itself accepts `text` (the oracle; handy in tests)."""
@@ -321,7 +373,7 @@ class Grammar(Constraint):
         return True
 
     def _compile(self, vocab: Vocabulary) -> Compiled:
-        return GrammarCompiled(vocab, self._lexer, self._parser, self._lark_accepts)
+        return GrammarCompiled(vocab, self._lexer, self._parser, self._lark_accepts, max_depth=self.max_depth)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -394,8 +446,17 @@ class _SuffixCache:
 
 
 class GrammarCompiled(Compiled):
-    def __init__(self, vocab: Vocabulary, lexer: _Lexer, parser: _Parser, lark_accepts: tuple[int, ...]) -> None:
+    def __init__(
+        self,
+        vocab: Vocabulary,
+        lexer: _Lexer,
+        parser: _Parser,
+        lark_accepts: tuple[int, ...],
+        *,
+        max_depth: int = MAX_STACK_DEPTH,
+    ) -> None:
         self.vocab = vocab
+        self.max_depth = max_depth
         self.lexer = lexer
         self.parser = parser
         self.lark_accepts = lark_accepts
@@ -944,6 +1005,11 @@ class GrammarMatcher(Matcher):
         out = c.consume(self.stack, self.q, vocab.tokens[token_id])
         if out is None:  # cannot happen when the mask is right; keep the state unchanged
             return False
+        if len(out[0]) > c.max_depth:
+            raise GrammarError(
+                f"token {token_id} ({vocab.tokens[token_id]!r}) nests the parse deeper than "
+                f"max_depth={c.max_depth} parser states; raise it with grammar(..., max_depth=N)"
+            )
         self.history.append((self.stack, self.q, self.done))
         self.stack, self.q = out
         return True
@@ -969,14 +1035,33 @@ class GrammarMatcher(Matcher):
             self.stack, self.q, self.done = self.history.pop()
 
 
-def grammar(lark_text: str, *, start: str = "start") -> Grammar:
+def grammar(
+    lark_text: str,
+    *,
+    start: str = "start",
+    max_grammar_bytes: int = MAX_GRAMMAR_BYTES,
+    max_rules: int = MAX_RULES,
+    max_depth: int = MAX_STACK_DEPTH,
+    time_budget_s: float = COMPILE_BUDGET_S,
+) -> Grammar:
     """Constrain the generated text to a string lark's LALR parser accepts for `lark_text`.
+
+    The limits bound the work one grammar can cause (docs/reliability.md): the grammar's size in
+    bytes and rules, the time to build its lexer, and the parser stack (nesting) a generation may
+    reach.
 
     Example:
         >>> from guide.grammars.cfg import grammar
         >>> g = grammar('start: "(" start ")" | "x"')
     """
-    return Grammar(lark_text, start=start)
+    return Grammar(
+        lark_text,
+        start=start,
+        max_grammar_bytes=max_grammar_bytes,
+        max_rules=max_rules,
+        max_depth=max_depth,
+        time_budget_s=time_budget_s,
+    )
 
 
 _BUILTINS = ("json", "arithmetic", "sql")

@@ -35,7 +35,10 @@ __all__ = [
 
 MAX_DEPTH = 64  # nesting of subschemas (refs do not count: they become rules)
 MAX_RULES = 50_000  # grammar size cap
-MAX_REPEAT_EXPANSION = 2_000  # min/maxItems and length bounds expanded into rules up to this
+MAX_TERMINAL_CHARS = 100_000  # one terminal's regex (lark's escaping of a literal is quadratic)
+MAX_REPEAT_EXPANSION = 500  # min/maxItems expanded into a chain of rules up to this (lark's
+# LALR build is quadratic in the chain: 500 takes ~2 s, 1000 ~12 s)
+MAX_STRING_LENGTH_BOUND = 100_000  # min/maxLength (counted repeats in a regex)
 MAX_ANY_ORDER = 8  # property_order="any" enumerates subsets of at most this many properties
 MAX_BRANCHES = 64  # anyOf x anyOf products in allOf merges
 
@@ -822,6 +825,24 @@ def _json_eq(a, b) -> bool:
     return type(a) is type(b) and a == b
 
 
+def _quoted_literal(v: str) -> str:
+    """The regex of the JSON string literal `v` as guide writes it."""
+    return '"' + _lit(json.dumps(v, ensure_ascii=False)[1:-1]) + '"'
+
+
+def _json_key(v):
+    """A hashable key equal for exactly the values `_json_eq` calls equal (1 == 1.0, True != 1)."""
+    if isinstance(v, bool) or v is None:
+        return ("c", v)
+    if isinstance(v, (int, float)):
+        return ("n", int(v) if isinstance(v, float) and v.is_integer() else v)
+    if isinstance(v, str):
+        return ("s", v)
+    if isinstance(v, list):
+        return ("l", tuple(_json_key(x) for x in v))
+    return ("d", frozenset((k, _json_key(x)) for k, x in v.items()))
+
+
 def _type_of(v) -> str:
     if v is None:
         return "null"
@@ -839,8 +860,12 @@ def _type_of(v) -> str:
 
 
 class _Compiler:
-    def __init__(self, root, strict: bool, ws: str, order: str) -> None:
+    def __init__(
+        self, root, strict: bool, ws: str, order: str, max_depth: int = MAX_DEPTH, max_rules: int = MAX_RULES
+    ) -> None:
         self.root = root
+        self.max_depth = max_depth
+        self.max_rules = max_rules
         self.strict = strict
         self.ws = ws
         self.order = order
@@ -864,6 +889,11 @@ class _Compiler:
     def term(self, regex: str) -> str:
         name = self.terms.get(regex)
         if name is None:
+            if len(regex) > MAX_TERMINAL_CHARS:
+                raise GrammarError(
+                    f"schema too large: one string terminal (e.g. a long enum) needs a regex of "
+                    f"{len(regex):,} characters, over {MAX_TERMINAL_CHARS:,}"
+                )
             name = self.terms[regex] = f"T{len(self.terms)}"
         return name
 
@@ -892,8 +922,10 @@ class _Compiler:
         return name
 
     def new_name(self) -> str:
-        if len(self.rules) >= MAX_RULES:
-            raise GrammarError(f"schema too large: the grammar exceeds {MAX_RULES} rules")
+        if len(self.rules) >= self.max_rules:
+            raise GrammarError(
+                f"schema too large: the grammar exceeds max_rules={self.max_rules} rules"
+            )
         name = f"r{len(self.rules)}"
         self.rules.setdefault(name, "")
         return name
@@ -956,8 +988,10 @@ class _Compiler:
 
     # ------------------------------------------------------------------ refs
     def _index(self, node, base: str, ptr: str, depth: int = 0) -> None:
-        if depth > MAX_DEPTH * 4:
-            raise GrammarError(f"schema nesting deeper than {MAX_DEPTH * 4} levels at {ptr}")
+        if depth > self.max_depth * 4:
+            raise GrammarError(
+                f"schema nesting deeper than {self.max_depth * 4} levels (4 x max_depth) at {ptr}"
+            )
         if isinstance(node, dict):
             sid = node.get("$id", node.get("id") if self.draft_old else None)
             if isinstance(sid, str) and not isinstance(
@@ -1099,8 +1133,8 @@ class _Compiler:
                 ptr, f"a schema must be an object or a boolean, not {type(node).__name__}"
             )
         self.depth += 1
-        if self.depth > MAX_DEPTH:
-            raise GrammarError(f"schema nesting deeper than {MAX_DEPTH} levels at {ptr}")
+        if self.depth > self.max_depth:
+            raise GrammarError(f"schema nesting deeper than max_depth={self.max_depth} levels at {ptr}")
         try:
             return self._part(node, ptr, self.base_of(node, base))
         finally:
@@ -1537,14 +1571,21 @@ class _Compiler:
         }
         needs_check = any(k not in ("enum", "const", "$defs", "definitions") for k in check)
         part = Part()
-        seen: list = []
+        seen: set = set()
+        strings: list[str] = []
         for v in vals:
-            if any(_json_eq(v, s) for s in seen):
+            key = _json_key(v)
+            if key in seen:
                 continue
-            seen.append(v)
+            seen.add(key)
             if needs_check and not self.literal_ok(node, v):
                 continue
+            if isinstance(v, str):  # gathered and added at once: Part.union is linear per call
+                strings.append(v)
+                continue
             part = part.union(self.literal(v))
+        if strings:
+            part = part.union(Part(strings=[_quoted_literal(v) for v in strings], types={"string"}))
         return part
 
     def literal(self, v) -> Part:
@@ -1554,10 +1595,7 @@ class _Compiler:
         if isinstance(v, bool):
             return Part(lits={"true" if v else "false"}, types={"boolean"})
         if isinstance(v, str):
-            return Part(
-                strings=['"' + _lit(json.dumps(v, ensure_ascii=False)[1:-1]) + '"'],
-                types={"string"},
-            )
+            return Part(strings=[_quoted_literal(v)], types={"string"})
         if isinstance(v, (int, float)):
             if t == "integer":
                 i = int(v)
@@ -1844,7 +1882,7 @@ class _Compiler:
         if not bodies:
             if mn == 0 and mx is None:
                 return Part(strings=[JSON_STRING], types={"string"})
-            if max(mn, mx or 0) > MAX_REPEAT_EXPANSION * 50:
+            if max(mn, mx or 0) > MAX_STRING_LENGTH_BOUND:
                 self.unsupported(ptr, "maxLength", "string length bounds too large")
                 return Part(strings=[JSON_STRING], types={"string"})
             rep = f"{{{mn},}}" if mx is None else f"{{{mn},{mx}}}"
@@ -2276,15 +2314,18 @@ def schema_to_lark(
     strict: bool = True,
     whitespace: Literal["compact", "pretty"] | str = "compact",
     property_order: Literal["schema", "any"] = "schema",
+    max_depth: int = MAX_DEPTH,
+    max_rules: int = MAX_RULES,
 ) -> SchemaGrammar:
-    """Compile a JSON Schema to lark grammar text (start rule `start`)."""
+    """Compile a JSON Schema to lark grammar text (start rule `start`). `max_depth` bounds the
+    nesting of subschemas, `max_rules` the grammar's size (docs/reliability.md)."""
     schema = _canonical_schema(schema)
     if property_order not in ("schema", "any"):
         raise ValueError("property_order must be 'schema' or 'any'")
     ws = _ws_regex(whitespace)
     widen: set[str] = set()
     for _attempt in range(8):
-        comp = _Compiler(schema, strict, ws, property_order)
+        comp = _Compiler(schema, strict, ws, property_order, max_depth, max_rules)
         comp.widen = widen
         try:
             part = comp.part(schema, "", "")
@@ -2322,16 +2363,18 @@ class JsonSchema(Constraint):
         strict: bool = True,
         whitespace: str = "compact",
         property_order: str = "schema",
+        max_depth: int = MAX_DEPTH,
+        max_rules: int = MAX_RULES,
     ) -> None:
         self.schema = _canonical_schema(schema)
         self.options = {
             "strict": strict,
             "whitespace": whitespace,
             "property_order": property_order,
+            "max_depth": max_depth,
+            "max_rules": max_rules,
         }
-        grammar = schema_to_lark(
-            self.schema, strict=strict, whitespace=whitespace, property_order=property_order
-        )
+        grammar = schema_to_lark(self.schema, **self.options)
         self.lark_text = grammar.lark_text
         self.warnings = grammar.warnings
         # key order is kept: with property_order="schema" it decides the grammar
@@ -2350,10 +2393,25 @@ class JsonSchema(Constraint):
 
 
 def json_schema(
-    schema, *, strict: bool = True, whitespace: str = "compact", property_order: str = "schema"
+    schema,
+    *,
+    strict: bool = True,
+    whitespace: str = "compact",
+    property_order: str = "schema",
+    max_depth: int = MAX_DEPTH,
+    max_rules: int = MAX_RULES,
 ) -> JsonSchema:
-    """A constraint for JSON valid against `schema` (dict, bool, JSON text or a pydantic model class)."""
-    js = JsonSchema(schema, strict=strict, whitespace=whitespace, property_order=property_order)
+    """A constraint for JSON valid against `schema` (dict, bool, JSON text or a pydantic model class).
+
+    `max_depth` (subschema nesting) and `max_rules` (grammar size) bound the compile work."""
+    js = JsonSchema(
+        schema,
+        strict=strict,
+        whitespace=whitespace,
+        property_order=property_order,
+        max_depth=max_depth,
+        max_rules=max_rules,
+    )
     if js.warnings:
         lines = "\n".join(f"  {ptr}: {kw}: {msg}" for ptr, kw, msg in js.warnings)
         warnings.warn(

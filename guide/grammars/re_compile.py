@@ -137,9 +137,17 @@ def _class(items, flags: int) -> Ranges:
     return _complement(ranges) if negate else ranges
 
 
+def _shown(pattern: str, limit: int = 120) -> str:
+    """The pattern for an error message: long ones (a 20k-value enum) are cut, with their length."""
+    if len(pattern) <= limit:
+        return repr(pattern)
+    return f"{pattern[:limit]!r}... ({len(pattern):,} characters)"
+
+
 class _Budget:
     def __init__(self, pattern: str, *, max_nfa_states: int, max_dfa_states: int, time_budget_s: float) -> None:
         self.pattern = pattern
+        self.shown = _shown(pattern)
         self.max_nfa_states = max_nfa_states
         self.max_dfa_states = max_dfa_states
         self.deadline = time.monotonic() + time_budget_s
@@ -148,7 +156,7 @@ class _Budget:
     def check_time(self) -> None:
         if time.monotonic() > self.deadline:
             raise GrammarError(
-                f"compiling regex {self.pattern!r} exceeded the {self.time_budget_s:g} s budget "
+                f"compiling regex {self.shown} exceeded the {self.time_budget_s:g} s budget "
                 "(its automaton grows too large; simplify it or raise `time_budget_s`)"
             )
 
@@ -164,7 +172,7 @@ class _NFA:
     def node(self) -> int:
         if len(self.edges) >= self.budget.max_nfa_states:
             raise GrammarError(
-                f"regex {self.budget.pattern!r} needs more than {self.budget.max_nfa_states} automaton "
+                f"regex {self.budget.shown} needs more than {self.budget.max_nfa_states} automaton "
                 "states (large counted repetitions?); simplify it or raise `max_nfa_states`"
             )
         self.edges.append([])
@@ -208,7 +216,7 @@ class _NFA:
         if name in ("MAX_REPEAT", "MIN_REPEAT"):  # lazy or greedy: the same language
             return self._repeat(*arg, flags)
         raise UnsupportedFeatureError(
-            f"regex {self.budget.pattern!r} uses a {_UNSUPPORTED.get(name, name)}, which a finite "
+            f"regex {self.budget.shown} uses a {_UNSUPPORTED.get(name, name)}, which a finite "
             "automaton cannot express; rewrite the pattern without it",
             feature=name.lower(),
             where=self.budget.pattern,
@@ -281,7 +289,7 @@ def _check_tree(pattern: str, tree) -> None:
         name = str(op)
         if name in _UNSUPPORTED:
             raise UnsupportedFeatureError(
-                f"regex {pattern!r} uses a {_UNSUPPORTED[name]}, which a finite automaton cannot "
+                f"regex {_shown(pattern)} uses a {_UNSUPPORTED[name]}, which a finite automaton cannot "
                 "express; rewrite the pattern without it",
                 feature=name.lower(),
                 where=pattern,
