@@ -6,15 +6,15 @@ Soundness: every walk through the masks that ends (EOS allowed and taken) is val
 (`jsonschema`, `re.fullmatch`, lark's own parser). Completeness: random valid instances, drawn by
 an independent generator from the schema or `st.from_regex`, are accepted token by token in their tokenization
 (greedy longest match on the toy vocabulary; the real tokenizer's encoding on SmolLM2).
-`-m slow` runs ten times as many examples.
+`GUIDE_FUZZ_SCALE=10 make test` (or pytest) runs ten times as many examples.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import random
 import re
-import sys
 import warnings
 
 import pytest
@@ -27,7 +27,7 @@ from guide.errors import EmptyLanguageError, UnsupportedFeatureError
 from guide.grammars.json_schema import GuideSchemaWarning
 from guide.testing import random_walk, toy_vocab
 
-SLOW = "slow" in " ".join(sys.argv)
+SCALE = int(os.environ.get("GUIDE_FUZZ_SCALE", "1"))  # GUIDE_FUZZ_SCALE=10: a longer run
 FUZZ = {"deadline": None, "suppress_health_check": list(HealthCheck), "database": None}
 
 JSON_TOKENS = [
@@ -113,7 +113,7 @@ def compile_or_skip(schema, vocab):
     raise AssertionError("unreachable")
 
 
-@settings(max_examples=5000 if SLOW else 500, **FUZZ)
+@settings(max_examples=500 * SCALE, **FUZZ)
 @given(schema=schemas, data=st.data())
 def test_random_schemas_walks_validate_and_instances_are_accepted(schema, data, json_vocab):
     compiled = compile_or_skip(schema, json_vocab)
@@ -156,7 +156,7 @@ def regex_vocab():
     return toy_vocab(REGEX_TOKENS)
 
 
-@settings(max_examples=5000 if SLOW else 500, **FUZZ)
+@settings(max_examples=500 * SCALE, **FUZZ)
 @given(pattern=_regexes(), data=st.data())
 def test_random_regexes_walks_fullmatch_and_matches_are_accepted(pattern, data, regex_vocab):
     try:
@@ -182,7 +182,7 @@ def smollm2_vocab(smollm2_tokenizer):
 
 
 @pytest.mark.model
-@settings(max_examples=800 if SLOW else 80, **FUZZ)
+@settings(max_examples=80 * SCALE, **FUZZ)
 @given(schema=schemas, data=st.data())
 def test_random_schema_instances_accepted_in_smollm2_canonical_tokenization(
     schema, data, smollm2_tokenizer, smollm2_vocab

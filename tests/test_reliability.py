@@ -221,3 +221,29 @@ def test_pathological_schemas_end_within_the_compile_budget(schema):
     except guide.GuideError:
         pass
     assert time.perf_counter() - t0 < 12
+
+
+@pytest.mark.model
+def test_generate_calls_do_not_grow_memory(smollm2_tokenizer):
+    """200 generate calls with one cached guide: RSS after the last 100 stays within 16 MiB of
+    RSS after the first 100 (the processor keeps no per-call state alive). The benchmark
+    benchmarks/bench_reliability.py makes 1,000."""
+    import resource
+
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    def rss_mib() -> float:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * resource.getpagesize() / 2**20
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=49152, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                         num_attention_heads=2, num_key_value_heads=1, eos_token_id=2, pad_token_id=2)
+    model = LlamaForCausalLM(config).eval()
+    spec = guide.regex(DATE)
+    for i in range(200):
+        guide.generate(model, smollm2_tokenizer, f"prompt {i % 7}", spec, max_new_tokens=12, chat=False, allow_incomplete=True)
+        if i == 99:
+            after_100 = rss_mib()
+    assert rss_mib() - after_100 < 16
