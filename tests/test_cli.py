@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from transformers import AutoTokenizer
 from typer.testing import CliRunner
 
 from guide.cli.app import app
@@ -220,3 +221,44 @@ def test_two_model_samplers_respect_the_constraint(model_dir, sampler):
     record = json.loads(result.stdout)
     assert re.fullmatch("[0-9]{2}-[0-9]{2}", record["text"]) and record["complete"] is True
     assert record["sampler"] == sampler
+
+
+DOCTEST_PROMPT = 'def add(a, b):\n    """Add.\n    >>> add(1, 2)\n    3\n    """\n'
+
+
+def test_uscd_gate_extremes(model_dir):
+    """--threshold 0: the contrast fires at every step where the constraint leaves a choice (the
+    expert's entropy is then > 0); a huge threshold: never, and the output is the greedy one."""
+    import guide
+
+    common = ["regex", "[0-9]{2}-[0-9]{2}", DOCTEST_PROMPT, "--model", str(model_dir), "--json", "--max-tokens", "12",
+              "--no-chat"]
+    always = json.loads(invoke(*common, "--sampler", "uscd", "--threshold", "0").stdout)
+    assert re.fullmatch("[0-9]{2}-[0-9]{2}", always["text"]) and always["complete"]
+    vocab = guide.Vocabulary.from_tokenizer(AutoTokenizer.from_pretrained(model_dir))
+    matcher = guide.regex("[0-9]{2}-[0-9]{2}").compile(vocab).matcher()
+    choices = []
+    for t in always["tokens"]:  # the last one finishes the match: no EOS step follows
+        choices.append(len(matcher.allowed_tokens()) > 1)
+        assert matcher.advance(t)
+    assert always["diagnostics"]["contrast_fraction"] == pytest.approx(sum(choices) / len(choices))
+    assert 0 < sum(choices) < len(choices)
+    never = json.loads(invoke(*common, "--sampler", "uscd", "--threshold", "1000").stdout)
+    assert never["diagnostics"]["contrast_fraction"] == 0.0
+    assert never["text"] == json.loads(invoke(*common).stdout)["text"]
+
+
+def test_uscd_needs_demonstrations_and_alpha_is_checked(model_dir):
+    result = invoke("regex", "[0-9]", "no examples here", "--model", str(model_dir), "--sampler", "uscd")
+    assert result.exit_code == 2 and "no demonstrations" in result.stderr
+    assert invoke("regex", "[0-9]", "x", "--sampler", "cd", "--alpha", "1.5").exit_code == 2
+    assert invoke("regex", "[0-9]", "x", "--sampler", "scd", "--gamma", "0").exit_code == 2
+
+
+def test_ead_threshold_flag(model_dir):
+    common = ["regex", "[0-9]{2}-[0-9]{2}", "x", "--model", str(model_dir), "--json", "--max-tokens", "12",
+              "--sampler", "ead", "--small", str(model_dir)]
+    # the flag reaches the policy: at 0 the large model takes most tokens (the small one starts, and
+    # forced tokens have entropy 0), at 1000 none (tests/test_switching.py has the exact checks)
+    assert json.loads(invoke(*common, "--threshold", "0").stdout)["diagnostics"]["large_fraction"] >= 0.5
+    assert json.loads(invoke(*common, "--threshold", "1000").stdout)["diagnostics"]["large_fraction"] == 0.0

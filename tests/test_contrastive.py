@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import re
 from collections import defaultdict
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -434,3 +435,26 @@ def test_text_api_on_the_embedded_pair_with_a_grammar():
     for out in (cd, scd, ead):
         for text, finished in zip(out.texts, out.finished):
             assert finished and re.fullmatch(pattern, text), text
+
+
+# ----------------------------------------------------------------------------- USCD's lame prompt
+
+DATA = Path(__file__).parent / "data"
+
+
+def test_lame_prompt_removes_exactly_the_demonstrations():
+    """Golden file: doctest blocks (with continuations and outputs, also one closing the
+    docstring), `call(...) == result` lines and their "Examples:" headers go; nothing else."""
+    from guide.samplers.lame import lame_prompt
+
+    prompt = (DATA / "humaneval_like_prompt.py.txt").read_text()
+    assert lame_prompt(prompt) == (DATA / "humaneval_like_prompt.lame.txt").read_text()
+
+
+def test_lame_prompt_without_demonstrations_is_an_error():
+    from guide.errors import SamplerConfigError
+    from guide.samplers.lame import lame_prompt
+
+    with pytest.raises(SamplerConfigError, match="no demonstrations"):
+        lame_prompt("Write a function that adds two numbers.")
+    assert lame_prompt("plain", strict=False) == "plain"

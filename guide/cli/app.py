@@ -37,13 +37,23 @@ SamplerOpt = Annotated[
     typer.Option(
         "--sampler",
         help="greedy | sample | asap (grammar-aligned, --n samples) | cd | scd (contrastive, with --amateur) | "
-        "ead (small/large switching, with --small); uscd, mbr: not available yet.",
+        "uscd (one model against the prompt without its examples, --threshold) | "
+        "ead (small/large switching, with --small, --threshold); mbr: not available yet.",
     ),
 ]
 AmateurOpt = Annotated[
     Path | None, typer.Option("--amateur", help="Amateur model folder for cd/scd (default: the model's first 4 layers).")
 ]
 SmallOpt = Annotated[Path | None, typer.Option("--small", help="Small model folder for ead (default: the model's first 4 layers).")]
+AlphaOpt = Annotated[
+    float, typer.Option("--alpha", min=0.0, max=1.0, help="cd/scd/uscd plausibility: keep tokens with p >= alpha * max p.")
+]
+GammaOpt = Annotated[int, typer.Option("--gamma", min=1, help="scd: tokens the amateur drafts per expert call.")]
+ThresholdOpt = Annotated[
+    float | None,
+    typer.Option("--threshold", min=0.0, help="ead: entropy (bits) above which the large model takes over (default 2.0); "
+                 "uscd: expert entropy (bits) above which the contrast fires (default 1.0)."),
+]
 NOpt = Annotated[int, typer.Option("--n", min=1, help="Samples per prompt (with --sampler asap).")]
 ChatOpt = Annotated[bool | None, typer.Option("--chat/--no-chat", help="Apply the model's chat template (default: when it has one).")]
 SystemOpt = Annotated[str | None, typer.Option("--system", help="A system message (needs the chat template).")]
@@ -89,6 +99,9 @@ def regex(
     n: NOpt = 1,
     amateur: AmateurOpt = None,
     small: SmallOpt = None,
+    alpha: AlphaOpt = 0.1,
+    gamma: GammaOpt = 4,
+    threshold: ThresholdOpt = None,
 ) -> None:
     """Generate text that fully matches PATTERN."""
     from .. import regex as make_regex
@@ -113,6 +126,9 @@ def choose(
     n: NOpt = 1,
     amateur: AmateurOpt = None,
     small: SmallOpt = None,
+    alpha: AlphaOpt = 0.1,
+    gamma: GammaOpt = 4,
+    threshold: ThresholdOpt = None,
 ) -> None:
     """Answer with exactly one of the --option values."""
     from .. import choice
@@ -174,6 +190,9 @@ def json_command(
     n: NOpt = 1,
     amateur: AmateurOpt = None,
     small: SmallOpt = None,
+    alpha: AlphaOpt = 0.1,
+    gamma: GammaOpt = 4,
+    threshold: ThresholdOpt = None,
 ) -> None:
     """Generate a JSON document valid against the schema."""
     if str(schema) == "-" and prompt == "-":
@@ -199,6 +218,9 @@ def grammar(
     n: NOpt = 1,
     amateur: AmateurOpt = None,
     small: SmallOpt = None,
+    alpha: AlphaOpt = 0.1,
+    gamma: GammaOpt = 4,
+    threshold: ThresholdOpt = None,
 ) -> None:
     """Generate text in the language of a lark grammar."""
     from ..grammars.cfg import grammar as make_grammar

@@ -13,8 +13,8 @@ from typing import Any
 
 from ..constraint import Constraint
 
-SAMPLERS_AVAILABLE = ("greedy", "sample", "asap", "cd", "scd", "ead")
-SAMPLERS_PLANNED = ("uscd", "mbr")
+SAMPLERS_AVAILABLE = ("greedy", "sample", "asap", "cd", "scd", "uscd", "ead")
+SAMPLERS_PLANNED = ("mbr",)
 TRUNCATED_LAYERS = 4  # default amateur / small model: the main model's first layers (see samplers.models)
 
 
@@ -37,6 +37,9 @@ class Options:
     n: int
     amateur: Path | None
     small: Path | None
+    alpha: float
+    gamma: int
+    threshold: float | None
 
     @classmethod
     def pick(cls, values: dict[str, Any]) -> Options:
@@ -120,7 +123,7 @@ def run_generation(make_constraint: Callable[[], Constraint], prompt: str | None
         kwargs.update(temperature=opts.temperature, top_k=0, top_p=1.0)
     if opts.sampler == "asap":
         return _run_asap(model, tok, constraint, prompts, opts, load_s)
-    if opts.sampler in ("cd", "scd", "ead"):
+    if opts.sampler in ("cd", "scd", "uscd", "ead"):
         return _run_two_models(model, tok, constraint, prompts, opts, load_s)
     failures = 0
     for text in prompts:
@@ -188,7 +191,8 @@ def _second_model(model, path: Path | None):
 
 
 def _run_two_models(model, tok, constraint: Constraint, prompts: list[str], opts: Options, load_s: float) -> int:
-    """CD / SCD (expert = --model, amateur = --amateur) or EAD (large = --model, small = --small)."""
+    """CD / SCD (expert = --model, amateur = --amateur), USCD (--model against the prompt without its
+    demonstrations) or EAD (large = --model, small = --small)."""
     kwargs: dict[str, Any] = {"max_new_tokens": opts.max_tokens, "chat": opts.chat,
                               "do_sample": False, "seed": opts.seed}
     failures = 0
@@ -198,15 +202,22 @@ def _run_two_models(model, tok, constraint: Constraint, prompts: list[str], opts
             from ..samplers.switching import ead_generate
 
             small, small_tok = _second_model(model, opts.small)
-            out = ead_generate(small, model, tok, [text], constraint, small_tokenizer=small_tok, **kwargs)
+            threshold = {} if opts.threshold is None else {"threshold": opts.threshold}
+            out = ead_generate(small, model, tok, [text], constraint, small_tokenizer=small_tok, **threshold, **kwargs)
             extra = {"large_fraction": out.large_fraction}
+        elif opts.sampler == "uscd":
+            from ..samplers.contrastive import uscd_generate
+
+            threshold = {} if opts.threshold is None else {"threshold": opts.threshold}
+            out = uscd_generate(model, tok, [text], constraint, alpha=opts.alpha, **threshold, **kwargs)
+            extra = {"contrast_fraction": out.contrast_fraction}
         else:
             from ..samplers.contrastive import contrastive_generate
 
             amateur, amateur_tok = _second_model(model, opts.amateur)
             out = contrastive_generate(model, amateur, tok, [text], constraint, amateur_tokenizer=amateur_tok,
-                                       speculative=opts.sampler == "scd", **kwargs)
-            extra = {}
+                                       speculative=opts.sampler == "scd", alpha=opts.alpha, gamma=opts.gamma, **kwargs)
+            extra = {"acceptance_rate": out.acceptance_rate} if opts.sampler == "scd" else {}
         seconds = time.perf_counter() - t0
         result_text, token_ids = out.texts[0], list(out.token_ids[0])
         complete = _accepts(constraint, model, tok, token_ids)

@@ -1,5 +1,5 @@
 """Samplers that own their decoding loop: `asap` (grammar-aligned sampling, ASAp, and plain
-grammar-constrained sampling, GCD), `contrastive` (CD, USCD, speculative SCD) and `switching`
+grammar-constrained sampling, GCD), `contrastive` (CD, USCD with `lame` prompts, speculative SCD) and `switching`
 (entropy-adaptive small/large model switching, EAD).
 
 Light on import: the submodules (which use numpy and, on first sample, torch) load on first use.
@@ -22,7 +22,9 @@ if TYPE_CHECKING:
         contrastive_generate,
         scd_decode,
         uscd_decode,
+        uscd_generate,
     )
+    from .lame import lame_prompt
     from .models import truncated_amateur
     from .switching import SwitchingOutput, SwitchPolicy, ead_decode, ead_generate
 
@@ -40,6 +42,8 @@ _LAZY = {
     "contrastive_generate": "contrastive",
     "scd_decode": "contrastive",
     "uscd_decode": "contrastive",
+    "uscd_generate": "contrastive",
+    "lame_prompt": "lame",
     "TwoModelOutput": "contrastive",
     "ead_decode": "switching",
     "ead_generate": "switching",

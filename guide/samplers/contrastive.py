@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from ..errors import GuideDeadEnd
+from ..errors import GuideDeadEnd, SamplerConfigError
 from .models import KVModel, TorchRandom, allowed_mask, check_same_tokenizer, left_pad, shared_width
 
 if TYPE_CHECKING:
@@ -632,6 +632,50 @@ def contrastive_generate(
     return result
 
 
+def uscd_generate(
+    model: Any,
+    tokenizer: Any,
+    prompts: str | Sequence[str],
+    constraint: Constraint | None = None,
+    *,
+    lame_prompts: str | Sequence[str] | None = None,
+    threshold: float = 1.0,
+    statistic: Statistic = "entropy",
+    chat: bool | None = None,
+    max_new_tokens: int = 128,
+    **kwargs: Any,
+) -> TwoModelOutput:
+    """Text in, text out USCD with one model: each prompt against its lame prompt, built by
+    `guide.samplers.lame.lame_prompt` (demonstrations removed) unless `lame_prompts` are given.
+    Other keywords go to `contrastive_decode` (alpha, lam, do_sample, seed, ...)."""
+    from .lame import lame_prompt
+
+    vocab, eos = _text_setup(model, model, tokenizer, None)
+    batch = [prompts] if isinstance(prompts, str) else list(prompts)
+    if lame_prompts is None:
+        lame = [lame_prompt(p) for p in batch]
+    else:
+        lame = [lame_prompts] if isinstance(lame_prompts, str) else list(lame_prompts)
+        if len(lame) != len(batch):
+            raise SamplerConfigError(f"{len(lame)} lame prompts for {len(batch)} prompts")
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos[0]
+    result = uscd_decode(
+        model,
+        _encode(tokenizer, batch, chat),
+        _encode(tokenizer, lame, chat),
+        threshold=threshold,
+        statistic=statistic,
+        constraint=constraint,
+        vocab=vocab,
+        eos_ids=eos,
+        pad_id=pad,
+        max_new_tokens=max_new_tokens,
+        **kwargs,
+    )
+    result.texts = [vocab.decode_text(t) for t in result.token_ids]
+    return result
+
+
 __all__ = [
     "TwoModelOutput",
     "cd_scores",
@@ -642,4 +686,5 @@ __all__ = [
     "scd_decode",
     "uncertainty",
     "uscd_decode",
+    "uscd_generate",
 ]
