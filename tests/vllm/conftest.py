@@ -1,0 +1,32 @@
+"""The vLLM tests run only in the vLLM venv (`make test` runs them there, after the main suite).
+
+tests/conftest.py keeps this folder out of the main venv's collection when vllm is absent.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from engine import model_dir  # noqa: E402  (sets the vLLM env vars before vllm is imported)
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        item.add_marker(pytest.mark.vllm)
+
+
+@pytest.fixture(scope="session")
+def model_path() -> str:
+    return str(model_dir())
+
+
+@pytest.fixture(scope="session")
+def tokenizer(model_path):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(model_path)
