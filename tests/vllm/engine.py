@@ -44,3 +44,12 @@ def model_dir() -> Path:
             "`python -c 'import guide; guide.load_default_model()'`) to convert it once"
         )
     return folder
+
+
+#: Unconstrained requests (prompt, max_tokens) that the offline tests mix into constrained
+#: batches; baseline_without_plugin.py generates them on an engine that never loaded guide.
+UNCONSTRAINED = [
+    ("The capital of France is", 24),
+    ("Once upon a time", 40),
+    ("def fibonacci(n):", 32),
+]
