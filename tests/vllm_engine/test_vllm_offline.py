@@ -16,7 +16,7 @@ import jsonschema
 import pytest
 
 import guide
-from engine import ENGINE_KWARGS, UNCONSTRAINED
+from vllm_env import ENGINE_KWARGS, UNCONSTRAINED
 
 HERE = Path(__file__).parent
 

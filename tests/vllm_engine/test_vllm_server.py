@@ -9,7 +9,7 @@ import re
 import jsonschema
 import pytest
 
-from engine import Server
+from vllm_env import Server
 
 PERSON = {
     "type": "object",

@@ -12,7 +12,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from engine import model_dir  # noqa: E402  (sets the vLLM env vars before vllm is imported)
+from vllm_env import model_dir  # noqa: E402  (sets the vLLM env vars before vllm is imported)
 
 
 def pytest_collection_modifyitems(items):

@@ -1,6 +1,6 @@
 """The processor class driven directly with vLLM's BatchUpdate: exact masks, row moves, the cache.
 
-No engine here (milliseconds per test); test_vllm_offline.py and test_vllm_server.py run the real one.
+No engine here (the whole file takes seconds); test_vllm_offline.py and test_vllm_server.py run the real one.
 """
 
 from __future__ import annotations
