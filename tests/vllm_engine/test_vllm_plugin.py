@@ -170,6 +170,7 @@ def test_requests_with_the_same_spec_share_one_compiled_guide(proc, monkeypatch)
         return original(self, vocab)
 
     monkeypatch.setattr(guide.grammars.regex.Regex, "_compile", counting)
+    monkeypatch.setattr(COMPILE_CACHE, "disk", False)  # count real compiles, not disk-cache loads
     COMPILE_CACHE.clear()
     plugin._build_spec.cache_clear()
     # Two spellings of one spec: the flat server form and the full offline form.
@@ -214,6 +215,48 @@ def test_validate_params_accepts_good_and_unrelated_requests():
     GuideVLLMLogitsProcessor.validate_params(SamplingParams(extra_args={"lark": 'start: "a"+', "lark_start": "start"}))
     with pytest.raises(ValueError, match="min_tokens"):
         GuideVLLMLogitsProcessor.validate_params(SamplingParams(min_tokens=3, extra_args={"regex": "a+"}))
+
+
+def v2_states(slots=4, length=32):
+    all_ids = torch.zeros(slots, length, dtype=torch.int32)
+    prompt_len = np.zeros(slots, dtype=np.int32)
+    total_len = torch.zeros(slots, dtype=torch.int32)
+    states = SimpleNamespace(
+        device=torch.device("cpu"), max_num_reqs=slots, vocab_size=V,
+        all_token_ids=SimpleNamespace(gpu=all_ids), prompt_len=SimpleNamespace(np=prompt_len),
+        total_len=SimpleNamespace(gpu=total_len),
+    )
+    return states, all_ids, prompt_len, total_len
+
+
+def test_v2_speculative_rows_see_their_drafts(vllm_config, vocab, tokenizer):
+    """Under spec decode a request owns one row per draft; row k is masked after drafts 1..k."""
+    states, all_ids, prompt_len, total_len = v2_states()
+    proc = GuideVLLMLogitsProcessor(vllm_config, states)
+    spec = guide.regex("[0-9]{3}-[a-z]{2}")
+    assert proc.add_request(0, params(regex="[0-9]{3}-[a-z]{2}"))
+    assert not proc.add_request(2, params())
+    committed = tokenizer.encode("1", add_special_tokens=False)
+    drafts = tokenizer.encode("2", add_special_tokens=False) + tokenizer.encode("x", add_special_tokens=False)
+    all_ids[0, : 2 + len(committed)] = torch.tensor([1, 5, *committed])
+    prompt_len[0], total_len[0] = 2, 2 + len(committed)
+    # Rows: slot 2 (one row), then slot 0 with the last committed token and two drafts.
+    ctx = SimpleNamespace(
+        expanded_idx_mapping=torch.tensor([2, 0, 0, 0]), idx_mapping_np=np.array([2, 0]),
+        expanded_local_pos=torch.tensor([0, 0, 1, 2]),
+        input_ids=torch.tensor([9, committed[-1], *drafts]),
+    )
+    logits = torch.zeros(4, V)
+    proc.apply(logits, ctx)
+    assert allowed(logits[0]) == list(range(V))
+    assert allowed(logits[1]) == reference(spec, vocab, committed)
+    assert allowed(logits[2]) == reference(spec, vocab, committed + drafts[:1])
+    assert allowed(logits[3]) == [EOS]  # "x" breaks the pattern: that draft gets rejected
+    # The drafts did not advance the request's own matcher: the next step starts from "1".
+    ctx = SimpleNamespace(expanded_idx_mapping=torch.tensor([0]), idx_mapping_np=np.array([0]))
+    logits = torch.zeros(1, V)
+    proc.apply(logits, ctx)
+    assert allowed(logits[0]) == reference(spec, vocab, committed)
 
 
 def test_v2_path_maps_rows_to_slots_and_reads_committed_tokens(vllm_config, vocab, tokenizer):
