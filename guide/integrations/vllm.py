@@ -215,11 +215,9 @@ class GuideVLLMLogitsProcessor(_V1LogitsProcessor, _V2LogitsProcessor):
         self._width = int(model_config.get_vocab_size())
         if len(args) == 1:
             self._req_states: LogitsProcRequestState | None = args[0]
-            self._device = torch.device(args[0].device)
             max_rows = int(args[0].max_num_reqs)
         elif len(args) == 2:
             self._req_states = None
-            self._device = torch.device(args[0])
             max_rows = int(vllm_config.scheduler_config.max_num_seqs)
         else:
             raise TypeError(f"GuideVLLMLogitsProcessor takes (vllm_config, req_states) or "
@@ -227,7 +225,10 @@ class GuideVLLMLogitsProcessor(_V1LogitsProcessor, _V2LogitsProcessor):
         self._requests: dict[int, _Request] = {}  # V1: batch row -> request; V2: slot -> request
         self._bitmask = np.zeros((max_rows, bitmask_width(self._width)), dtype=np.int32)
         self._vocab: Vocabulary | None = None
-        self._eos_mask: np.ndarray | None = None
+        # Until the vocabulary exists (or if it cannot be built), the model config's EOS ids.
+        eos = getattr(model_config.hf_config, "eos_token_id", None)
+        eos_ids = [] if eos is None else [eos] if isinstance(eos, int) else list(eos)
+        self._eos_mask = bits_from_ids([i for i in eos_ids if 0 <= i < self._width], self._width)
 
     # -- shared --------------------------------------------------------------------------------
 
@@ -246,13 +247,19 @@ class GuideVLLMLogitsProcessor(_V1LogitsProcessor, _V2LogitsProcessor):
         return self._vocab
 
     def _new_request(self, params: SamplingParams, output: list[int] | None) -> _Request | None:
-        spec = parse_request(params.extra_args)
-        if spec is None:
-            return None
+        """The request's state, or None when it asks for no constraint.
+
+        Failures here would stop the engine loop for every request, so they end just this
+        request (EOS only) and are logged: a spec validate_params let through but the engine
+        cannot use (say, a language the vocabulary cannot spell), or a tokenizer guide cannot read.
+        """
         try:
+            spec = parse_request(params.extra_args)
+            if spec is None:
+                return None
             compiled: Compiled | None = spec.compile(self.vocab())
-        except GuideError as exc:  # e.g. a language the vocabulary cannot spell
-            log.error("guide: could not compile the request's constraint, ending it with EOS: %s", exc)
+        except (GuideError, ValueError, OSError) as exc:
+            log.error("guide: cannot constrain the request, ending it with EOS: %s", exc)
             compiled = None
         return _Request(compiled.matcher() if compiled is not None else None, output)
 
@@ -267,10 +274,12 @@ class GuideVLLMLogitsProcessor(_V1LogitsProcessor, _V2LogitsProcessor):
             req.dead = True
             self._bitmask[row] = self._eos_mask
 
+    def _reserve(self, rows: int) -> None:
+        if rows > self._bitmask.shape[0]:  # e.g. V2 with draft rows
+            self._bitmask = np.zeros((rows, self._bitmask.shape[1]), dtype=np.int32)
+
     def _apply_rows(self, logits: torch.Tensor, rows: list[int]) -> torch.Tensor:
         n = logits.shape[0]
-        if n > self._bitmask.shape[0]:
-            self._bitmask = np.zeros((n, self._bitmask.shape[1]), dtype=np.int32)
         mask: torch.Tensor | np.ndarray = self._bitmask[:n]
         if logits.device.type != "cpu":
             mask = torch.from_numpy(self._bitmask[:n]).to(logits.device, non_blocking=True)
@@ -304,6 +313,7 @@ class GuideVLLMLogitsProcessor(_V1LogitsProcessor, _V2LogitsProcessor):
     def apply(self, logits: torch.Tensor, ctx: LogitsContext | None = None) -> torch.Tensor:
         if not self._requests:
             return logits
+        self._reserve(logits.shape[0])
         if ctx is not None:
             return self._apply_v2(logits, ctx)
         rows = sorted(self._requests)

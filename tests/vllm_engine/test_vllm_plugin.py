@@ -284,3 +284,24 @@ def test_v2_path_maps_rows_to_slots_and_reads_committed_tokens(vllm_config, voca
     proc.apply(logits, ctx)
     assert allowed(logits[0]) == list(range(V))
     assert allowed(logits[1]) == reference(guide.regex("[0-9]{3}-[a-z]{2}"), vocab, generated)
+
+
+def test_engine_side_failures_end_only_that_request(proc, monkeypatch, caplog):
+    """A failure inside the engine loop would stop every request; it ends just the one (EOS only)."""
+
+    def broken(self, vocab):
+        raise guide.EmptyLanguageError("no token sequence spells this")
+
+    monkeypatch.setattr(guide.grammars.regex.Regex, "_compile", broken)
+    monkeypatch.setattr(COMPILE_CACHE, "disk", False)
+    COMPILE_CACHE.clear()
+    with caplog.at_level(logging.ERROR, logger="guide.integrations.vllm"):
+        proc.update_state(update(added=[
+            (0, params(regex="[0-9]+-never-compiles"), [1], []),
+            (1, params(), [1], []),
+        ], size=2))
+    assert "no token sequence spells this" in caplog.text
+    logits = torch.zeros(2, V)
+    proc.apply(logits)
+    assert allowed(logits[0]) == [EOS]
+    assert allowed(logits[1]) == list(range(V))
