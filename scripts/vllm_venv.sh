@@ -5,13 +5,14 @@
 # match CPU torch and the text models do not need them). Our package goes in editable without
 # deps so its `vllm.logits_processors` entry point is registered. Idempotent (stamp file).
 set -euo pipefail
-cd "$(dirname "$0")/.."
+SELF="$(cd "$(dirname "$0")" && pwd)/$(basename "$0")"
+cd "$(dirname "$SELF")/.."
 VENV="${VLLM_VENV:-.venv-vllm}"
 PYTHON="${PYTHON:-python3}"
 STAMP="$VENV/.guide-vllm-installed"
 export PIP_CONSTRAINT="$PWD/constraints.txt"
 export PIP_DISABLE_PIP_VERSION_CHECK=1
-if [ -f "$STAMP" ] && [ "$STAMP" -nt pyproject.toml ] && [ "$STAMP" -nt "$0" ]; then
+if [ -f "$STAMP" ] && [ "$STAMP" -nt pyproject.toml ] && [ "$STAMP" -nt "$SELF" ]; then
     exit 0
 fi
 test -x "$VENV/bin/python" || "$PYTHON" -m venv "$VENV"
