@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "vllm_engine"))
 
-from vllm_env import Server, model_dir  # noqa: E402
+from vllm_env import Server, model_dir
 
 CONCURRENCY = 8
 MAX_TOKENS = 96

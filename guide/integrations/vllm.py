@@ -20,6 +20,7 @@ through `guide.bitmask.apply_bitmask` in one call.
 
 from __future__ import annotations
 
+import difflib
 import functools
 import json
 import logging
@@ -35,9 +36,11 @@ from vllm.v1.worker.gpu.sample.logits_processor.interface import (
     LogitsContext,
     LogitsProcRequestState,
 )
-from vllm.v1.worker.gpu.sample.logits_processor.interface import LogitsProcessor as _V2LogitsProcessor
+from vllm.v1.worker.gpu.sample.logits_processor.interface import (
+    LogitsProcessor as _V2LogitsProcessor,
+)
 
-from ..bitmask import apply_bitmask, bits_from_ids, bitmask_width
+from ..bitmask import apply_bitmask, bitmask_width, bits_from_ids
 from ..constraint import Compiled, Constraint, Matcher
 from ..errors import GuideError
 from ..vocab import Vocabulary
@@ -55,7 +58,7 @@ _OPTIONS = {"start": "lark_start"}
 _FLAT_KEYS = (*KINDS, *_OPTIONS.values())
 #: Largest spec (characters of its text / canonical JSON) a request may carry; bigger ones are
 #: refused at admission, before any parsing work. `GUIDE_VLLM_MAX_SPEC_CHARS` overrides it.
-MAX_SPEC_CHARS = int(os.environ.get("GUIDE_VLLM_MAX_SPEC_CHARS", 64 * 1024))
+MAX_SPEC_CHARS = int(os.environ.get("GUIDE_VLLM_MAX_SPEC_CHARS", str(64 * 1024)))
 
 
 class _Invalid(ValueError):
@@ -67,6 +70,7 @@ def _request_args(extra_args: Mapping[str, Any] | None) -> dict[str, Any] | None
     if not extra_args:
         return None
     flat = {k: extra_args[k] for k in _FLAT_KEYS if k in extra_args}
+    _reject_near_misses(extra_args)
     if "guide" not in extra_args:
         if not flat:
             return None
@@ -98,6 +102,21 @@ def _request_args(extra_args: Mapping[str, Any] | None) -> dict[str, Any] | None
 
 
 _OPTIONS_BY_FLAT = {flat: name for name, flat in _OPTIONS.items()}
+
+
+def _reject_near_misses(extra_args: Mapping[str, Any]) -> None:
+    """Other plugins share extra_args, so unknown keys pass; but a misspelt kind ("json_shema")
+    or a `guide_*` key is surely meant for guide, and ignoring it would silently drop the constraint."""
+    for key in extra_args:
+        if key in _FLAT_KEYS or key == "guide" or not isinstance(key, str):
+            continue
+        close = difflib.get_close_matches(key, (*_FLAT_KEYS, "guide"), n=1, cutoff=0.8)
+        if close or key.startswith("guide_"):
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise _Invalid(
+                f"guide: unknown constraint kind {key!r} in the request's extra args{hint} "
+                f"(expected one of {', '.join(KINDS)})"
+            )
 
 
 def _canonical(kind: str, value: Any) -> str:
@@ -173,7 +192,7 @@ def _build_spec(kind: str, text: str, start: str) -> Constraint:
 class _Request:
     """One constrained request: its matcher and how much of its output it has consumed."""
 
-    __slots__ = ("matcher", "output", "consumed", "dead")
+    __slots__ = ("consumed", "dead", "matcher", "output")
 
     def __init__(self, matcher: Matcher | None, output: list[int] | None) -> None:
         self.matcher = matcher

@@ -15,7 +15,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
 
-from vllm_env import ENGINE_KWARGS, UNCONSTRAINED, model_dir  # noqa: E402
+from vllm_env import ENGINE_KWARGS, UNCONSTRAINED, model_dir
 
 if __name__ == "__main__":
     import vllm.v1.sample.logits_processor as lp

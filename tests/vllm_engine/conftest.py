@@ -12,12 +12,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from vllm_env import model_dir  # noqa: E402  (sets the vLLM env vars before vllm is imported)
-
-
-def pytest_collection_modifyitems(items):
-    for item in items:
-        item.add_marker(pytest.mark.vllm)
+from vllm_env import model_dir  # sets the vLLM env vars before any test imports vllm
 
 
 @pytest.fixture(scope="session")

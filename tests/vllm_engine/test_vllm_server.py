@@ -8,8 +8,9 @@ import re
 
 import jsonschema
 import pytest
-
 from vllm_env import Server
+
+pytestmark = pytest.mark.vllm
 
 PERSON = {
     "type": "object",
@@ -24,7 +25,7 @@ def server(model_path, tmp_path_factory):
     srv = Server(model_path, log_path=str(log))
     try:
         srv.wait_ready()
-    except Exception:
+    except (RuntimeError, TimeoutError):
         srv.stop()
         pytest.fail(f"server did not start; log:\n{log.read_text()[-4000:]}")
     yield srv
@@ -68,11 +69,12 @@ def test_regex_lark_and_chat(server):
         ({"json_schema": json.dumps({"type": "object", "properties": {"a": {"type": "frob"}}})},
          "guide: invalid json_schema: malformed schema at /properties/a/type"),
         ({"guide": json.dumps({"xml": "<a/>"})}, "guide: unknown constraint kind 'xml'"),
+        ({"json_shema": "{}"}, "did you mean 'json_schema'?"),
         ({"json_schema": json.dumps({"type": "string", "pattern": "a" * 70_000})},
          "more than the limit of 65536"),
         ({"regex": "(unclosed"}, "guide: invalid regex"),
     ],
-    ids=["invalid-schema", "unknown-kind", "oversized-schema", "invalid-regex"],
+    ids=["invalid-schema", "unknown-kind", "misspelt-kind", "oversized-schema", "invalid-regex"],
 )
 def test_bad_specs_get_http_400_and_the_server_keeps_serving(server, xargs, message):
     status, body = complete(server, "Hello", 8, **xargs)
