@@ -121,6 +121,8 @@ def _reject_near_misses(extra_args: Mapping[str, Any]) -> None:
 
 def _canonical(kind: str, value: Any) -> str:
     """The spec as text: the cache key of `_build_spec`, and what the size limit counts."""
+    if isinstance(value, str) and len(value) > MAX_SPEC_CHARS:  # before parsing it
+        raise _Invalid(f"guide: the {kind} spec has {len(value)} characters, more than the limit of {MAX_SPEC_CHARS}")
     if kind == "json_schema":
         if isinstance(value, str):
             try:
@@ -146,6 +148,13 @@ def parse_request(extra_args: Mapping[str, Any] | None) -> Constraint | None:
         ValueError: malformed arguments, an unknown kind, an oversized spec, or a spec that
             guide rejects (the message is guide's, with the JSON pointer / position it names).
     """
+    try:
+        return _parse(extra_args)
+    except RecursionError:  # absurdly nested JSON text
+        raise _Invalid("guide: the spec is nested too deeply") from None
+
+
+def _parse(extra_args: Mapping[str, Any] | None) -> Constraint | None:
     args = _request_args(extra_args)
     if args is None:
         return None
@@ -175,7 +184,13 @@ def _build_spec(kind: str, text: str, start: str) -> Constraint:
         if kind == "regex":
             from ..grammars.regex import regex
 
-            return regex(text)
+            spec = regex(text)
+            # The byte automaton needs no tokenizer: build it here so that a pattern too large
+            # for its budget (or matching nothing) fails at admission, not inside the engine.
+            dfa = spec.byte_dfa()
+            if dfa.initial == dfa.dead:
+                raise _Invalid(f"guide: invalid regex: {text!r} matches no string at all")
+            return spec
         if kind == "choice":
             from ..grammars.regex import choice
 
