@@ -73,8 +73,9 @@ def test_regex_lark_and_chat(server):
         ({"json_schema": json.dumps({"type": "string", "pattern": "a" * 70_000})},
          "more than the limit of 65536"),
         ({"regex": "(unclosed"}, "guide: invalid regex"),
+        ({"regex": "(a|b)*a(a|b){24}"}, "exceeds 50000 states"),
     ],
-    ids=["invalid-schema", "unknown-kind", "misspelt-kind", "oversized-schema", "invalid-regex"],
+    ids=["invalid-schema", "unknown-kind", "misspelt-kind", "oversized-schema", "invalid-regex", "regex-too-large"],
 )
 def test_bad_specs_get_http_400_and_the_server_keeps_serving(server, xargs, message):
     status, body = complete(server, "Hello", 8, **xargs)
