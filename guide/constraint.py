@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .bitmask import bitmask_width, ids_from_bits
-from .cache import cache_dir, load_pickle, store_pickle
+from .cache import cache_dir, load_pickle, release_freed_memory, store_pickle
 
 if TYPE_CHECKING:
     from .vocab import Vocabulary
@@ -280,6 +280,7 @@ class CompileCache:
                     compiled.attach(vocab)
             if compiled is None:
                 compiled = spec._compile(vocab)
+                release_freed_memory()
                 if use_disk:
                     store_pickle(self._disk_path(key), compiled, max_folder_bytes=self.max_disk_bytes)
             self._entries[key] = compiled
