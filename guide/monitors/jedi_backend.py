@@ -24,6 +24,7 @@ from ..errors import MissingDependencyError
 log = logging.getLogger("guide.monitors")
 
 _CACHE_LIMIT = 2048
+_EXPRESSION_KEYWORDS = ("lambda", "not", "None", "True", "False", "await", "yield")
 _STRING_PREFIXES = ("r", "b", "f", "u", "rb", "br", "fr", "rf")
 
 
@@ -63,8 +64,11 @@ UNCONSTRAINED = Analysis(None)
 def code_context(text: str) -> str:
     """'code', 'string' or 'comment': where the end of `text` lies (a prefix, so it may not parse)."""
     last = None
+    last_line = text.count("\n") + 1
     try:
         for tok in tokenize.generate_tokens(io.StringIO(text).readline):
+            if tok.type == tokenize.ERRORTOKEN and tok.string.strip() in ("'", '"') and tok.start[0] == last_line:
+                return "string"  # an unterminated one-line string runs to the end
             if tok.type in (tokenize.NEWLINE, tokenize.NL, tokenize.ENDMARKER, tokenize.DEDENT, tokenize.INDENT):
                 continue
             last = tok
@@ -239,6 +243,7 @@ class JediBackend:
             names.add(c.name)
             if c.name.endswith("="):
                 names.add(c.name[:-1] + " =")
+        names.update(_EXPRESSION_KEYWORDS)  # jedi omits keywords when the cursor touches `=`
         names.update(_STRING_PREFIXES)
         names.update(p.upper() for p in _STRING_PREFIXES)
         return Analysis(frozenset(names), skip_ws=True, free=("nonident", ()))
