@@ -199,6 +199,11 @@ def test_optional_parameter_allows_close(vocab):
     assert _token(vocab, b" x") in allowed  # `note` may still come positionally
 
 
+def test_nested_brackets_inside_a_call_are_not_argument_slots(vocab):
+    matcher = call_arity(ROOT, HEADER + "acct.audit(strict=[1,").compile(vocab).matcher()
+    assert matcher.allowed_tokens() == _all_ordinary_and_eos(vocab)
+
+
 def test_unknown_callee_is_not_constrained(vocab):
     matcher = call_arity(ROOT, "mystery(1, 2,").compile(vocab).matcher()
     assert matcher.allowed_tokens() == _all_ordinary_and_eos(vocab)

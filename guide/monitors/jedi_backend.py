@@ -292,6 +292,8 @@ def _split_arguments(text: str, bracket_start: tuple[int, int]) -> tuple[int, se
             current = []
             continue
         current.append(ch)
+    if depth or quote:
+        return None  # the cursor is inside a nested bracket or a string: not an argument slot
     positional, keywords, unpacked = 0, set(), False
     for arg in args:
         match = re.match(r"([A-Za-z_]\w*)\s*=(?!=)", arg)
