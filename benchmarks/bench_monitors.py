@@ -66,9 +66,9 @@ def runtime_members(task: dict) -> set[str]:
     if inspect.isclass(owner):
         tree = ast.parse(textwrap.dedent(inspect.getsource(owner)))
         for node in ast.walk(tree):
-            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "self":
-                if isinstance(node.ctx, ast.Store):
-                    names.add(node.attr)
+            is_self = isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "self"
+            if is_self and isinstance(node.ctx, ast.Store):
+                names.add(node.attr)
     else:  # a module: its submodules are importable members too
         path = Path(inspect.getfile(owner)).parent
         names |= {p.stem for p in path.glob("*.py")} if owner.__name__ == path.name else set()
@@ -249,9 +249,9 @@ def run(quick: bool = False, write: bool | None = None) -> str:
     n = len(tasks)
     counts = ", ".join(f"{sum(t['kind'] == k for t in tasks)} {k}" for k in KINDS)
     lines = [
-        f"Tasks: {n} ({counts}) over 3 projects "
-        f"in `benchmarks/code_eval/`; embedded SmolLM2-135M-Instruct, raw file prefix as the prompt, greedy, "
-        f"max {MAX_NEW} new tokens, CPU, 1 torch thread. Reproduce: `{REPRODUCE}`.",
+        (f"Tasks: {n} ({counts}) over 3 projects "
+         f"in `benchmarks/code_eval/`; embedded SmolLM2-135M-Instruct, raw file prefix as the prompt, greedy, "
+         f"max {MAX_NEW} new tokens, CPU, 1 torch thread. Reproduce: `{REPRODUCE}`."),
         "",
         "| decoding | valid names (all) | member: valid | member: NIM | call: binds | call: first lexeme | NIM (all) | ms / token |",
         "|---|---|---|---|---|---|---|---|",
@@ -286,7 +286,7 @@ def run(quick: bool = False, write: bool | None = None) -> str:
         for task in [t for t in tasks if t["kind"] == "member"][:12]:
             plain, _ = outputs[("plain", task["id"])]
             guided, _ = outputs[("monitors", task["id"])]
-            cell = lambda s: "`" + s.replace("\n", "⏎").replace("|", "\\|") + "`"  # noqa: E731
+            cell = lambda s: "`" + s.replace("\n", "⏎").replace("|", "\\|") + "`"
             samples.append(f"| {task['id']} | `{task['expected']}` | {cell(plain)} | {cell(guided)} |")
         DOC.write_text(
             "# Monitor-guided decoding: evaluation\n\n"

@@ -102,8 +102,7 @@ def tasks_for(project: str, filename: str) -> list[dict]:
 def main() -> None:
     tasks = [t for project, files in PROJECTS.items() for f in files for t in tasks_for(project, f)]
     with open(HERE / "tasks.jsonl", "w") as fh:
-        for task in tasks:
-            fh.write(json.dumps(task) + "\n")
+        fh.writelines(json.dumps(task) + "\n" for task in tasks)
     kinds = {k: sum(t["kind"] == k for t in tasks) for k in ("member", "call")}
     print(f"{len(tasks)} tasks ({kinds}) -> {HERE / 'tasks.jsonl'}")
 
