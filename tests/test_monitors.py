@@ -192,6 +192,25 @@ def test_call_keyword_names_and_premature_close(vocab):
     assert kw_only.state is None  # `strict=` done: the value is free
 
 
+def test_premature_close_after_an_argument_is_blocked(vocab, smollm2_tokenizer):
+    """`set_limits(low, high)`: after `set_limits(1` the call cannot close; after `1, 2` it can."""
+    compiled = call_arity(ROOT, HEADER + "acct.set_limits(").compile(vocab)
+    matcher = compiled.matcher()
+    assert matcher.advance(_token(vocab, b"1"))
+    allowed = set(matcher.allowed_tokens())
+    assert _token(vocab, b")") not in allowed and _token(vocab, b"))") not in allowed
+    assert {_token(vocab, b","), _token(vocab, b"0"), _token(vocab, b"("), _token(vocab, b" +")} <= allowed
+    assert not matcher.advance(_token(vocab, b")"))
+    assert _advance_text(matcher, smollm2_tokenizer, ", 2)")
+    # a bracket or a string inside the argument lifts the guard until it is closed
+    nested = compiled.matcher()
+    assert _advance_text(nested, smollm2_tokenizer, 'len("a)") + max(1, 2)')
+    assert _token(vocab, b")") not in set(nested.allowed_tokens())
+    # one required parameter left: the argument being typed may be it, so `)` may follow
+    one_left = call_arity(ROOT, HEADER + "acct.frobnicate_widget(").compile(vocab).matcher()
+    assert _advance_text(one_left, smollm2_tokenizer, "5)")
+
+
 def test_optional_parameter_allows_close(vocab):
     matcher = call_arity(ROOT, HEADER + "acct.frobnicate_widget(5,").compile(vocab).matcher()
     allowed = set(matcher.allowed_tokens())

@@ -7,6 +7,7 @@ which keeps relative imports working and leaves jedi's view of the real files un
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import keyword
 import logging
@@ -56,6 +57,9 @@ class Analysis:
     free: tuple[str, tuple[str, ...]] | None = None
     diagnostic: str | None = None
     seconds: float = 0.0
+    #: the argument now being typed cannot be the last one (two or more required parameters are
+    #: missing): a `)` that would close the call right after it is premature.
+    guard_close: bool = False
 
 
 UNCONSTRAINED = Analysis(None)
@@ -118,7 +122,7 @@ class JediBackend:
             analysis = getattr(self, f"_{kind}")(text, path)
             self.queries += 1
             seconds = time.perf_counter() - started
-            analysis = Analysis(analysis.names, analysis.skip_ws, analysis.free, analysis.diagnostic, seconds)
+            analysis = dataclasses.replace(analysis, seconds=seconds)
             self._cache[key] = analysis
             while len(self._cache) > _CACHE_LIMIT:
                 self._cache.popitem(last=False)
@@ -206,16 +210,17 @@ class JediBackend:
             and not (p.kind.name != "KEYWORD_ONLY" and i < positional)
         ]
         closable = not required_left
+        guard = len(required_left) >= 2
         if keywords or positional >= max_positional:
             if "VAR_KEYWORD" in kinds:
                 if closable:
                     return UNCONSTRAINED
-                return Analysis(frozenset(), skip_ws=True, free=("except", (")",)))
+                return Analysis(frozenset(), skip_ws=True, free=("except", (")",)), guard_close=guard)
             names = frozenset(n + s for n in keyword_names for s in ("=", " ="))
             free = (")", "**") if closable else ("**",)
-            return Analysis(names, skip_ws=True, free=("only", free))
+            return Analysis(names, skip_ws=True, free=("only", free), guard_close=guard)
         if not closable:
-            return Analysis(frozenset(), skip_ws=True, free=("except", (")",)))
+            return Analysis(frozenset(), skip_ws=True, free=("except", (")",)), guard_close=guard)
         return UNCONSTRAINED
 
     # -- name resolution -------------------------------------------------------------------

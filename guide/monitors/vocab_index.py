@@ -32,6 +32,22 @@ def is_ident_start_byte(b: int) -> bool:
     return is_ident_byte(b) and not 0x30 <= b <= 0x39
 
 
+def _closes_early(text: bytes) -> bool:
+    if b"'" in text or b'"' in text or b"#" in text:
+        return False
+    depth = 0
+    for b in text:
+        if b in b"([{":
+            depth += 1
+        elif b in b")]}":
+            depth -= 1
+            if depth < 0:
+                return True
+        elif b == 0x2C and depth == 0:
+            return False
+    return False
+
+
 def _successor(prefix: bytes) -> bytes | None:
     """The smallest byte string greater than every string that starts with `prefix`."""
     trimmed = prefix.rstrip(b"\xff")
@@ -92,6 +108,12 @@ class VocabIndex:
         everything[self.eos_ids] = True
         self.wait_mask = pack_bool(everything)
         self.eos_mask = bits_from_ids(self.eos_ids, width)
+        # Tokens that close one more bracket than they open before any top-level comma (and hold
+        # no quote or `#` that would make the bracket text): what a close guard forbids.
+        closes = np.zeros(width, dtype=bool)
+        closes[np.asarray([i for i, t in zip(usable, texts) if _closes_early(t)], dtype=np.int64)] = True
+        self.closes_early = closes
+        self.guard_mask = pack_bool(everything & ~closes)
 
     def name_ids(self, names: Iterable[bytes], *, skip_ws: bool) -> np.ndarray:
         """Ids of tokens that spell a prefix of a name, or a whole name and then its end.
