@@ -52,11 +52,12 @@ NOTES = """How to read it:
   names cannot be guessed and a 135M model, once held to real members, still often picks the
   wrong one (the sample table below shows it).
 - Call tasks: the call monitor restricts an argument slot once the positional parameters are
-  used up (then only keyword names, `)` and `**` may follow), and forbids `)` right after `(`
-  or `,` while a required argument is missing. It does not yet follow the call after an
-  argument has been typed (the reference's stack of open calls), so `jot_crate(crate)` with a
-  required `note` missing still gets through: in the run recorded here, all three call tasks
-  that fail under the monitors close the call early this way.
+  used up (then only keyword names, `)` and `**` may follow), forbids `)` right after `(` or
+  `,` while a required argument is missing, and forbids a `)` right after an argument while two
+  or more required parameters are still missing. It does not check what an argument
+  expression names (that is the name-resolution monitor, not run here), and with one required
+  parameter left it cannot tell whether the argument being typed fills it. The call tasks
+  that still fail under the monitors are listed at the end.
 - ms / token is wall-clock per generated token with the prompt's prefill included, on a shared
   2-core machine whose load changed during the run: compare the overhead rows, not these two.
 - The jedi rows are wall-clock on the same loaded machine. "member" is the monitor's real path
@@ -305,11 +306,17 @@ def run(quick: bool = False, write: bool | None = None) -> str:
     if write if write is not None else not quick:
         samples = ["", "Sample outputs (first 12 member tasks):", "", "| task | expected | unconstrained | monitors |", "|---|---|---|---|"]
         outputs = {(c, i): (text, v) for c, i, text, v, _ in per_task}
+
+        def cell(s: str) -> str:
+            return "`" + s.replace("\n", "⏎").replace("|", "\\|") + "`"
+
         for task in [t for t in tasks if t["kind"] == "member"][:12]:
             plain, _ = outputs[("plain", task["id"])]
             guided, _ = outputs[("monitors", task["id"])]
-            cell = lambda s: "`" + s.replace("\n", "⏎").replace("|", "\\|") + "`"
             samples.append(f"| {task['id']} | `{task['expected']}` | {cell(plain)} | {cell(guided)} |")
+        failed = [(i, text) for c, i, text, v, _ in per_task if c == "monitors" and not v]
+        samples += ["", "Tasks still invalid under the monitors:", "", "| task | output |", "|---|---|"]
+        samples += [f"| {i} | {cell(text)} |" for i, text in failed] or ["| (none) | |"]
         DOC.write_text(
             "# Monitor-guided decoding: evaluation\n\n"
             "Written by `benchmarks/bench_monitors.py`. "
