@@ -66,3 +66,11 @@ def test_bad_root_and_bad_monitor_exit_2(tmp_path, model_dir):
     assert result.exit_code == 2 and "--monitor" in result.stderr
     result = RUNNER.invoke(app, ["code", str(tmp_path / "nope.py"), "--root", str(ROOT)])
     assert result.exit_code == 2 and "cannot read" in result.stderr
+
+
+def test_default_path_keeps_the_package_folder():
+    from guide.cli.code import _default_path
+
+    assert _default_path(ROOT / "bank" / "models.py", ROOT) == str(Path("bank") / "models.py")
+    assert _default_path(Path("/elsewhere/x.py"), ROOT) == "x.py"
+    assert _default_path(Path("-"), ROOT) == "main.py"

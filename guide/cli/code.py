@@ -13,11 +13,19 @@ from .run import Options, UsageError
 MONITOR_CHOICES = {"member": ("member",), "call": ("call",), "name": ("name",), "all": ("member", "call", "name")}
 
 
+def _default_path(prefix: Path, project: Path) -> str:
+    """PREFIX's path inside the project (so that its relative imports resolve), else its name."""
+    if str(prefix) == "-":
+        return "main.py"
+    full, root = prefix.resolve(), project.resolve()
+    return str(full.relative_to(root)) if root in full.parents else prefix.name
+
+
 def code(
     prefix: Annotated[Path, typer.Argument(help="The code before the cursor: a .py file ('-' reads stdin); its final newline is dropped.")],
     root: Annotated[Path | None, typer.Option("--root", help="Project folder of Python files (default: PREFIX's folder).")] = None,
     path: Annotated[
-        str | None, typer.Option("--path", help="The file being written, relative to --root (default: PREFIX's name).")
+        str | None, typer.Option("--path", help="The file being written, relative to --root (default: PREFIX's place in it, else its name).")
     ] = None,
     monitor: Annotated[str, typer.Option("--monitor", help="member | call | name | all (repeat to combine).")] = "member",
     line: Annotated[bool, typer.Option("--line/--free", help="Stop at the end of the current line (a regex & the monitors).")] = True,
@@ -43,7 +51,7 @@ def code(
     if sampler not in ("greedy", "sample"):
         _fail(f"--sampler has to be greedy or sample for `guide code`, not {sampler!r}", 2)
     project = root if root is not None else (Path.cwd() if str(prefix) == "-" else prefix.resolve().parent)
-    file = path if path is not None else ("main.py" if str(prefix) == "-" else prefix.name)
+    file = path if path is not None else _default_path(prefix, project)
 
     def make():
         from .. import regex
