@@ -206,6 +206,11 @@ def test_premature_close_after_an_argument_is_blocked(vocab, smollm2_tokenizer):
     nested = compiled.matcher()
     assert _advance_text(nested, smollm2_tokenizer, 'len("a)") + max(1, 2)')
     assert _token(vocab, b")") not in set(nested.allowed_tokens())
+    # a token that closes the string argument and then the call is blocked too
+    quoted = compiled.matcher()
+    assert quoted.advance(_token(vocab, b'"')) and _advance_text(quoted, smollm2_tokenizer, "low")
+    assert _token(vocab, b'")') not in set(quoted.allowed_tokens()) and not quoted.advance(_token(vocab, b'")'))
+    assert _token(vocab, b'",') in set(quoted.allowed_tokens())
     # one required parameter left: the argument being typed may be it, so `)` may follow
     one_left = call_arity(ROOT, HEADER + "acct.frobnicate_widget(").compile(vocab).matcher()
     assert _advance_text(one_left, smollm2_tokenizer, "5)")

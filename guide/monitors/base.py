@@ -166,6 +166,8 @@ def scan_guard(guard: tuple[int, int], data: bytes) -> tuple[int, int] | None:
                 quote = 0
         elif b in (0x22, 0x27):
             quote = b
+        elif b == 0x23:
+            return None  # a comment: stop following the call
         elif b in (0x28, 0x5B, 0x7B):
             depth += 1
         elif b in (0x29, 0x5D, 0x7D):
@@ -240,11 +242,12 @@ class MonitorMatcher(Matcher):
             return
         state = self._resolve()
         index = self.compiled.index
-        if self.guard == _GUARD_START:  # right after a top-level argument: no premature `)`
+        guard = self.guard
+        if guard is not None and guard[0] == 0:  # inside an argument that cannot be the last one
             if state is None:
-                bitmask[row] = index.guard_mask
+                bitmask[row] = index.guard_masks[guard[1]]
             else:
-                np.bitwise_and(self.compiled.mask(state)[1], index.guard_mask, out=bitmask[row])
+                np.bitwise_and(self.compiled.mask(state)[1], index.guard_masks[guard[1]], out=bitmask[row])
             return
         bitmask[row] = index.wait_mask if state is None else self.compiled.mask(state)[1]
 
@@ -264,7 +267,8 @@ class MonitorMatcher(Matcher):
             return False
         if state is not None and not c.mask(state)[0][token_id]:
             return False
-        if self.guard == _GUARD_START and c.index.closes_early[token_id]:
+        guard = self.guard
+        if guard is not None and guard[0] == 0 and c.index.closes_early[guard[1]][token_id]:
             return False
         self.history.append((len(self.generated), state, len(self.diagnostics), self.triggers, self.guard))
         data = vocab.tokens[token_id]

@@ -32,14 +32,21 @@ def is_ident_start_byte(b: int) -> bool:
     return is_ident_byte(b) and not 0x30 <= b <= 0x39
 
 
-def _closes_early(text: bytes) -> bool:
-    if b"'" in text or b'"' in text or b"#" in text:
-        return False
+def _closes_early(text: bytes, quote: int) -> bool:
+    """Whether `text`, read from bracket depth 0 (inside a string opened by `quote`, when not 0),
+    closes a bracket it did not open before any top-level comma or comment."""
     depth = 0
     for b in text:
-        if b in b"([{":
+        if quote:
+            if b == quote:
+                quote = 0
+        elif b in (0x22, 0x27):
+            quote = b
+        elif b == 0x23:  # `#`: the rest of the line is a comment
+            return False
+        elif b in (0x28, 0x5B, 0x7B):
             depth += 1
-        elif b in b")]}":
+        elif b in (0x29, 0x5D, 0x7D):
             depth -= 1
             if depth < 0:
                 return True
@@ -108,12 +115,15 @@ class VocabIndex:
         everything[self.eos_ids] = True
         self.wait_mask = pack_bool(everything)
         self.eos_mask = bits_from_ids(self.eos_ids, width)
-        # Tokens that close one more bracket than they open before any top-level comma (and hold
-        # no quote or `#` that would make the bracket text): what a close guard forbids.
-        closes = np.zeros(width, dtype=bool)
-        closes[np.asarray([i for i, t in zip(usable, texts) if _closes_early(t)], dtype=np.int64)] = True
-        self.closes_early = closes
-        self.guard_mask = pack_bool(everything & ~closes)
+        # Per open quote (none, `"`, `'`): tokens that close one more bracket than they open
+        # before any top-level comma, i.e. what a close guard at depth 0 forbids.
+        self.closes_early: dict[int, np.ndarray] = {}
+        self.guard_masks: dict[int, np.ndarray] = {}
+        for quote in (0, 0x22, 0x27):
+            closes = np.zeros(width, dtype=bool)
+            closes[np.asarray([i for i, t in zip(usable, texts) if _closes_early(t, quote)], dtype=np.int64)] = True
+            self.closes_early[quote] = closes
+            self.guard_masks[quote] = pack_bool(everything & ~closes)
 
     def name_ids(self, names: Iterable[bytes], *, skip_ws: bool) -> np.ndarray:
         """Ids of tokens that spell a prefix of a name, or a whole name and then its end.
