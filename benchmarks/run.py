@@ -31,7 +31,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(ROOT))
 
-MODULES = ("bench_regex", "bench_kernels", "bench_cfg", "bench_schema_coverage", "bench_asap", "bench_two_models")
+MODULES = ("bench_regex", "bench_kernels", "bench_cfg", "bench_schema_coverage", "bench_asap", "bench_two_models", "bench_monitors")
 PACKAGES = (
     "torch",
     "transformers",

@@ -329,6 +329,11 @@ def bench(quick: Annotated[bool, typer.Option("--quick", help="A short smoke run
     raise typer.Exit(subprocess.call([sys.executable, str(script), *(["--quick"] if quick else [])]))
 
 
+from .code import code as _code  # noqa: E402 - registered here, defined in its own module
+
+app.command("code")(_code)
+
+
 def main() -> None:
     app()
 

@@ -1,0 +1,1 @@
+"""A toy text pipeline: tokenisers, filters and a sink (evaluation project for monitors)."""

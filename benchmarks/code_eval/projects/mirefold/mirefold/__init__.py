@@ -1,0 +1,1 @@
+"""A toy bank: accounts, transfers and a statement printer (evaluation project for monitors)."""

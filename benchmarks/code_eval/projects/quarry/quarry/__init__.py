@@ -1,0 +1,1 @@
+"""A toy warehouse: crates on shelves, counted by a ledger (evaluation project for monitors)."""

@@ -1,0 +1,1 @@
+"""A tiny project for the monitor tests: names no model would guess."""

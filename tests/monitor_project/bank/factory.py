@@ -1,0 +1,5 @@
+from .models import Account
+
+
+def open_account(owner):
+    return Account(owner)

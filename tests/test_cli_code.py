@@ -1,0 +1,76 @@
+"""`guide code`: a random tiny model continuing `acct.` can only name real members of Account."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import jedi
+import pytest
+from typer.testing import CliRunner
+
+from guide.cli.app import app
+
+pytestmark = pytest.mark.model
+RUNNER = CliRunner()
+ROOT = Path(__file__).parent / "monitor_project"
+PREFIX = "from bank.factory import open_account\nacct = open_account('ann')\nacct.\n"
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory, smollm2_tokenizer):
+    """A random one-layer Llama on SmolLM2's tokenizer: it knows nothing about the project."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=49152, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+        num_attention_heads=2, num_key_value_heads=1, eos_token_id=2, pad_token_id=2, bos_token_id=1,
+    )
+    folder = tmp_path_factory.mktemp("tiny-llama-code")
+    LlamaForCausalLM(config).save_pretrained(folder)
+    smollm2_tokenizer.save_pretrained(folder)
+    return folder
+
+
+def _members() -> set[str]:
+    code = PREFIX[:-1]
+    lines = code.split("\n")
+    script = jedi.Script(code=code, path=str(ROOT / "__probe__.py"), project=jedi.Project(str(ROOT)))
+    return {c.name for c in script.complete(len(lines), len(lines[-1]))}
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_sampled_continuations_name_real_members(model_dir, tmp_path, seed):
+    prefix = tmp_path / "main.py"
+    prefix.write_text(PREFIX)
+    result = RUNNER.invoke(app, ["code", str(prefix), "--root", str(ROOT), "--model", str(model_dir), "--free",
+                                 "--sampler", "sample", "--seed", str(seed), "--max-tokens", "6", "--json"])
+    record = json.loads(result.stdout)
+    # exit 1 (and complete: false) when --max-tokens ends the text inside a name
+    assert result.exit_code == (0 if record["complete"] else 1), result.stderr
+    text = record["text"]
+    name = re.match(r"[A-Za-z_]\w*", text)
+    assert name is not None, text
+    assert name.group() in _members() or any(m.startswith(name.group()) for m in _members()), text
+
+
+def test_bad_root_and_bad_monitor_exit_2(tmp_path, model_dir):
+    prefix = tmp_path / "main.py"
+    prefix.write_text(PREFIX)
+    result = RUNNER.invoke(app, ["code", str(prefix), "--root", str(tmp_path / "missing"), "--model", str(model_dir)])
+    assert result.exit_code == 2 and "does not exist" in result.stderr
+    result = RUNNER.invoke(app, ["code", str(prefix), "--root", str(ROOT), "--monitor", "types"])
+    assert result.exit_code == 2 and "--monitor" in result.stderr
+    result = RUNNER.invoke(app, ["code", str(tmp_path / "nope.py"), "--root", str(ROOT)])
+    assert result.exit_code == 2 and "cannot read" in result.stderr
+
+
+def test_default_path_keeps_the_package_folder():
+    from guide.cli.code import _default_path
+
+    assert _default_path(ROOT / "bank" / "models.py", ROOT) == str(Path("bank") / "models.py")
+    assert _default_path(Path("/elsewhere/x.py"), ROOT) == "x.py"
+    assert _default_path(Path("-"), ROOT) == "main.py"
