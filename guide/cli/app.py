@@ -37,14 +37,15 @@ SamplerOpt = Annotated[
     typer.Option(
         "--sampler",
         help="greedy | sample | asap (grammar-aligned, --n samples) | cd | scd (contrastive, with --amateur) | "
-        "ead (small/large switching, with --small); uscd, mbr: not available yet.",
+        "ead (small/large switching, with --small) | mbr (MBR reranking of --n samples by --utility); uscd: not available yet.",
     ),
 ]
 AmateurOpt = Annotated[
     Path | None, typer.Option("--amateur", help="Amateur model folder for cd/scd (default: the model's first 4 layers).")
 ]
 SmallOpt = Annotated[Path | None, typer.Option("--small", help="Small model folder for ead (default: the model's first 4 layers).")]
-NOpt = Annotated[int, typer.Option("--n", min=1, help="Samples per prompt (with --sampler asap).")]
+NOpt = Annotated[int, typer.Option("--n", min=1, help="Samples per prompt (with --sampler asap; candidates with mbr).")]
+UtilityOpt = Annotated[str, typer.Option("--utility", help="MBR utility: exact | chrf | bleu | embedding | judge (with --sampler mbr).")]
 ChatOpt = Annotated[bool | None, typer.Option("--chat/--no-chat", help="Apply the model's chat template (default: when it has one).")]
 SystemOpt = Annotated[str | None, typer.Option("--system", help="A system message (needs the chat template).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object per output: text, tokens, timings.")]
@@ -89,6 +90,7 @@ def regex(
     n: NOpt = 1,
     amateur: AmateurOpt = None,
     small: SmallOpt = None,
+    utility: UtilityOpt = "chrf",
 ) -> None:
     """Generate text that fully matches PATTERN."""
     from .. import regex as make_regex
@@ -113,6 +115,7 @@ def choose(
     n: NOpt = 1,
     amateur: AmateurOpt = None,
     small: SmallOpt = None,
+    utility: UtilityOpt = "chrf",
 ) -> None:
     """Answer with exactly one of the --option values."""
     from .. import choice
@@ -174,6 +177,7 @@ def json_command(
     n: NOpt = 1,
     amateur: AmateurOpt = None,
     small: SmallOpt = None,
+    utility: UtilityOpt = "chrf",
 ) -> None:
     """Generate a JSON document valid against the schema."""
     if str(schema) == "-" and prompt == "-":
@@ -199,6 +203,7 @@ def grammar(
     n: NOpt = 1,
     amateur: AmateurOpt = None,
     small: SmallOpt = None,
+    utility: UtilityOpt = "chrf",
 ) -> None:
     """Generate text in the language of a lark grammar."""
     from ..grammars.cfg import grammar as make_grammar

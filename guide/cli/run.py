@@ -13,8 +13,8 @@ from typing import Any
 
 from ..constraint import Constraint
 
-SAMPLERS_AVAILABLE = ("greedy", "sample", "asap", "cd", "scd", "ead")
-SAMPLERS_PLANNED = ("uscd", "mbr")
+SAMPLERS_AVAILABLE = ("greedy", "sample", "asap", "cd", "scd", "ead", "mbr")
+SAMPLERS_PLANNED = ("uscd",)
 TRUNCATED_LAYERS = 4  # default amateur / small model: the main model's first layers (see samplers.models)
 
 
@@ -37,10 +37,11 @@ class Options:
     n: int
     amateur: Path | None
     small: Path | None
+    utility: str = "chrf"
 
     @classmethod
     def pick(cls, values: dict[str, Any]) -> Options:
-        return cls(**{f.name: values[f.name] for f in fields(cls)})
+        return cls(**{f.name: values[f.name] for f in fields(cls) if f.name in values})
 
 
 def read_prompts(prompt: str | None, input_file: Path | None) -> list[str]:
@@ -104,6 +105,8 @@ def run_generation(make_constraint: Callable[[], Constraint], prompt: str | None
         if opts.sampler in SAMPLERS_PLANNED:
             raise UsageError(f"--sampler {opts.sampler} is not available in this version yet (known: {known})")
         raise UsageError(f"--sampler has to be one of {known}, not {opts.sampler!r}")
+    if opts.sampler == "mbr":
+        check_utility(opts)
     prompts = read_prompts(prompt, opts.input_file)
     constraint = make_constraint()
     started = time.perf_counter()
@@ -122,6 +125,8 @@ def run_generation(make_constraint: Callable[[], Constraint], prompt: str | None
         return _run_asap(model, tok, constraint, prompts, opts, load_s)
     if opts.sampler in ("cd", "scd", "ead"):
         return _run_two_models(model, tok, constraint, prompts, opts, load_s)
+    if opts.sampler == "mbr":
+        return _run_mbr(model, tok, constraint, prompts, opts, load_s)
     failures = 0
     for text in prompts:
         streamer = None
@@ -172,6 +177,35 @@ def _run_asap(model, tok, constraint: Constraint, prompts: list[str], opts: Opti
                 }, ensure_ascii=False), flush=True)
             else:
                 print(sample.text, flush=True)
+    return 0
+
+
+def check_utility(opts: Options) -> None:
+    from ..samplers.utilities import UTILITIES
+
+    if opts.utility not in UTILITIES:
+        raise UsageError(f"--utility has to be one of {', '.join(UTILITIES)}, not {opts.utility!r}")
+
+
+def _run_mbr(model, tok, constraint: Constraint, prompts: list[str], opts: Options, load_s: float) -> int:
+    """MBR reranking: --n candidates per prompt, scored with --utility; prints the selected one."""
+    from ..samplers.mbr import mbr
+
+    for text in prompts:
+        t0 = time.perf_counter()
+        result = mbr(model, tok, text, constraint, n=opts.n, utility=opts.utility, temperature=opts.temperature or 1.0,
+                     max_new_tokens=opts.max_tokens, chat=opts.chat, system=opts.system, seed=opts.seed)
+        seconds = time.perf_counter() - t0
+        if opts.json_out:
+            print(json.dumps({
+                "text": result.text, "index": result.index, "candidates": result.candidates,
+                "expected_utility": [None if v != v else round(float(v), 6) for v in result.expected],
+                "complete": True, "sampler": "mbr", "utility": opts.utility, "utility_calls": result.utility_calls,
+                "constraint": constraint.key,
+                "timings": {"load_s": round(load_s, 3), "generate_s": round(seconds, 3)},
+            }, ensure_ascii=False), flush=True)
+        else:
+            print(result.text, flush=True)
     return 0
 
 

@@ -1,6 +1,6 @@
 """Samplers that own their decoding loop: `asap` (grammar-aligned sampling, ASAp, and plain
-grammar-constrained sampling, GCD), `contrastive` (CD, USCD, speculative SCD) and `switching`
-(entropy-adaptive small/large model switching, EAD).
+grammar-constrained sampling, GCD), `contrastive` (CD, USCD, speculative SCD), `switching`
+(entropy-adaptive small/large model switching, EAD) and `mbr` (minimum Bayes risk reranking).
 
 Light on import: the submodules (which use numpy and, on first sample, torch) load on first use.
 
@@ -23,8 +23,10 @@ if TYPE_CHECKING:
         scd_decode,
         uscd_decode,
     )
+    from .mbr import MBR, MBRResult, mbr
     from .models import truncated_amateur
     from .switching import SwitchingOutput, SwitchPolicy, ead_decode, ead_generate
+    from .utilities import Utility, make_utility
 
 _LAZY = {
     "ASAp": "asap",
@@ -46,6 +48,11 @@ _LAZY = {
     "SwitchPolicy": "switching",
     "SwitchingOutput": "switching",
     "truncated_amateur": "models",
+    "MBR": "mbr",
+    "MBRResult": "mbr",
+    "mbr": "mbr",
+    "Utility": "utilities",
+    "make_utility": "utilities",
 }
 
 
