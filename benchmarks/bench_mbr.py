@@ -1,6 +1,6 @@
 """MBR reranking on the embedded model: accuracy and wall-clock cost on a checkable instruction set.
 
-    python benchmarks/bench_mbr.py                 # full run (about 30 min on 1 CPU thread), writes docs/mbr.md
+    python benchmarks/bench_mbr.py                 # full run (about 40 min on a busy 2-core machine), writes docs/mbr.md
     python benchmarks/bench_mbr.py --quick         # 3 tasks per kind, no file written
 
 Tasks: benchmarks/mbr_eval/tasks.jsonl, 36 prompts we wrote with checkable answers: 12 arithmetic
@@ -253,14 +253,14 @@ def markdown(rows, per_kind, costs, tasks, args, load_s: float, sample_s: float)
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="3 tasks per kind, fewer utilities checked, no file")
-    parser.add_argument("--n", type=int, default=6)
+    parser.add_argument("--n", type=int, default=4)
     parser.add_argument("--temperature", type=float, default=0.7)
-    parser.add_argument("--max-new-tokens", type=int, default=40)
+    parser.add_argument("--max-new-tokens", type=int, default=32)
     parser.add_argument("--judge-refs", type=int, default=2)
-    parser.add_argument("--cost-n", type=int, default=32)
-    parser.add_argument("--cost-tasks", type=int, default=6)
-    parser.add_argument("--cost-judge-n", type=int, default=8)
-    parser.add_argument("--cost-judge-tasks", type=int, default=2)
+    parser.add_argument("--cost-n", type=int, default=16)
+    parser.add_argument("--cost-tasks", type=int, default=4)
+    parser.add_argument("--cost-judge-n", type=int, default=6)
+    parser.add_argument("--cost-judge-tasks", type=int, default=1)
     parser.add_argument("--utilities", default="exact,chrf,bleu,embedding,judge")
     parser.add_argument("--output", type=Path, default=None, help=f"markdown file (full run default: {DOC})")
     args = parser.parse_args()

@@ -185,11 +185,11 @@ def test_bad_input_gives_clear_guide_errors(tmp_path):
 
 @pytest.mark.parametrize("n", [0, -3, 2.5, True])
 def test_n_below_one_is_rejected_before_any_model_call(n):
-    from guide.samplers.mbr import mbr
+    from guide.samplers.mbr import mbr_generate
 
     boom = SimpleNamespace()  # any use of the model would raise AttributeError
     with pytest.raises(SamplerConfigError, match="`n` >= 1"):
-        mbr(boom, boom, "prompt", n=n)
+        mbr_generate(boom, boom, "prompt", n=n)
 
 
 # ---- the judge, on a fake model with known logits ---------------------------------------------
@@ -318,7 +318,7 @@ def test_mbr_under_a_json_schema_returns_schema_valid_json(embedded):
     import jsonschema
 
     import guide
-    from guide.samplers import mbr
+    from guide.samplers import mbr_generate
 
     model, tok = embedded
     schema = {
@@ -327,7 +327,7 @@ def test_mbr_under_a_json_schema_returns_schema_valid_json(embedded):
         "required": ["name", "age"],
         "additionalProperties": False,
     }
-    result = mbr(model, tok, "Extract as JSON: Maria is 34 years old.", guide.json_schema(schema), n=4,
+    result = mbr_generate(model, tok, "Extract as JSON: Maria is 34 years old.", guide.json_schema(schema), n=4,
                  utility="chrf", max_new_tokens=40, seed=0)
     jsonschema.validate(json.loads(result.text), schema)
     assert len(result.candidates) == 4 and result.complete[result.index]

@@ -189,11 +189,11 @@ def check_utility(opts: Options) -> None:
 
 def _run_mbr(model, tok, constraint: Constraint, prompts: list[str], opts: Options, load_s: float) -> int:
     """MBR reranking: --n candidates per prompt, scored with --utility; prints the selected one."""
-    from ..samplers.mbr import mbr
+    from ..samplers.mbr import mbr_generate
 
     for text in prompts:
         t0 = time.perf_counter()
-        result = mbr(model, tok, text, constraint, n=opts.n, utility=opts.utility, temperature=opts.temperature or 1.0,
+        result = mbr_generate(model, tok, text, constraint, n=opts.n, utility=opts.utility, temperature=opts.temperature or 1.0,
                      max_new_tokens=opts.max_tokens, chat=opts.chat, system=opts.system, seed=opts.seed)
         seconds = time.perf_counter() - t0
         if opts.json_out:

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
         scd_decode,
         uscd_decode,
     )
-    from .mbr import MBR, MBRResult, mbr
+    from .mbr import MBR, MBRResult, mbr_generate
     from .models import truncated_amateur
     from .switching import SwitchingOutput, SwitchPolicy, ead_decode, ead_generate
     from .utilities import Utility, make_utility
@@ -50,7 +50,7 @@ _LAZY = {
     "truncated_amateur": "models",
     "MBR": "mbr",
     "MBRResult": "mbr",
-    "mbr": "mbr",
+    "mbr_generate": "mbr",
     "Utility": "utilities",
     "make_utility": "utilities",
 }

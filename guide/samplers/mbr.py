@@ -387,7 +387,7 @@ class _progress_bar:  # noqa: N801 - used as a context manager
             self.bar.__exit__(*exc)
 
 
-def mbr(
+def mbr_generate(
     model: Any,
     tokenizer: Any,
     prompt: str,
@@ -410,7 +410,7 @@ def mbr(
     `utility="judge"` uses the generating model as the judge; pass a `Judge(...)` for another.
 
     Example:
-        >>> result = mbr(model, tok, "2+2=?", n=4, utility="exact")   # doctest: +SKIP
+        >>> result = mbr_generate(model, tok, "2+2=?", n=4, utility="exact")   # doctest: +SKIP
         >>> result.text, result.expected
     """
     check_n(n)
