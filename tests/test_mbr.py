@@ -151,6 +151,13 @@ def test_pruning_drops_hopeless_candidates_and_keeps_the_winner():
     assert np.isnan(pruned.expected[~pruned.alive]).all()
 
 
+def test_progress_bar_goes_to_stderr_and_changes_nothing(capsys):
+    quiet = MBR(TableUtility(TABLE), progress=False).select(["a", "b", "c", "d"])
+    shown = MBR(TableUtility(TABLE), progress=True).select(["a", "b", "c", "d"])
+    assert capsys.readouterr().out == ""
+    assert shown.index == quiet.index and np.array_equal(shown.matrix, quiet.matrix, equal_nan=True)
+
+
 def test_expected_utilities_handles_unscored_rows():
     m = np.full((3, 3), np.nan)
     m[0, 1] = 0.5

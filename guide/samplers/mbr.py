@@ -376,9 +376,10 @@ class _progress_bar:  # noqa: N801 - used as a context manager
             show = sys.stderr.isatty() and self.n * (self.n - 1) >= PROGRESS_MIN_PAIRS
         if not show:
             return None
+        from rich.console import Console
         from rich.progress import Progress
 
-        self.bar = Progress(transient=True)
+        self.bar = Progress(console=Console(stderr=True), transient=True)  # stdout stays for results
         self.bar.__enter__()
         return self.bar
 
