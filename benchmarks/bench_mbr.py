@@ -97,9 +97,12 @@ def correct(task: dict, text: str) -> bool:
             return False
         if not isinstance(got, dict) or set(got) != set(task["expected"]):
             return False
-        norm = lambda v: v.strip().casefold() if isinstance(v, str) else v  # noqa: E731
-        return all(norm(got[k]) == norm(v) for k, v in task["expected"].items())
+        return all(_norm(got[k]) == _norm(v) for k, v in task["expected"].items())
     return all(_rule_ok(rule, text) for rule in task["rules"])
+
+
+def _norm(value):
+    return value.strip().casefold() if isinstance(value, str) else value
 
 
 def answer_key(task: dict):
@@ -221,8 +224,8 @@ def run_costs(model, tok, tasks: list[dict], *, n: int, temperature: float, max_
                 stats[method]["seconds"] += time.perf_counter() - t0
                 stats[method]["calls"] += utility.calls - before
                 chosen[method] = result.index
-            for method in stats:
-                stats[method]["agree"] += int(texts[chosen[method]] == texts[chosen["full"]])
+            for method, s in stats.items():
+                s["agree"] += int(texts[chosen[method]] == texts[chosen["full"]])
         out.append((name, size, len(subset), stats))
         print(f"cost {name} N={size}: " + ", ".join(f"{m} {s['calls']} calls {s['seconds']:.2f}s" for m, s in stats.items()), flush=True)
     return out

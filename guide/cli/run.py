@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -199,7 +200,7 @@ def _run_mbr(model, tok, constraint: Constraint, prompts: list[str], opts: Optio
         if opts.json_out:
             print(json.dumps({
                 "text": result.text, "index": result.index, "candidates": result.candidates,
-                "expected_utility": [None if v != v else round(float(v), 6) for v in result.expected],
+                "expected_utility": [None if math.isnan(v) else round(float(v), 6) for v in result.expected],
                 "complete": True, "sampler": "mbr", "utility": opts.utility, "utility_calls": result.utility_calls,
                 "constraint": constraint.key,
                 "timings": {"load_s": round(load_s, 3), "generate_s": round(seconds, 3)},

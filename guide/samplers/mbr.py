@@ -24,6 +24,7 @@ docs/mbr.md come from it.
 
 from __future__ import annotations
 
+import itertools
 import sys
 import time
 from collections.abc import Sequence
@@ -152,7 +153,7 @@ class MBR:
             raise SamplerConfigError(f"`prune_threshold` has to be in [0, 1), got {prune_threshold}")
         if bootstrap < 1:
             raise SamplerConfigError(f"`bootstrap` has to be at least 1, got {bootstrap}")
-        if schedule is not None and (not schedule or any(b <= a for a, b in zip(schedule, schedule[1:])) or schedule[0] < 1):
+        if schedule is not None and (not schedule or any(b <= a for a, b in itertools.pairwise(schedule)) or schedule[0] < 1):
             raise SamplerConfigError(f"`schedule` has to be strictly increasing positive sizes, got {list(schedule)!r}")
         self.utility = make_utility(utility, **(utility_options or {})) if isinstance(utility, str) else utility
         if not isinstance(self.utility, Utility):
@@ -186,7 +187,7 @@ class MBR:
         rng = np.random.default_rng(self.seed)
         started = time.perf_counter()
         self.utility.prepare(candidates, source=source)
-        with _progress_bar(self.progress, n) as bar:
+        with _ProgressBar(self.progress, n) as bar:
             scorer = _Scorer(self.utility, candidates, source, bar)
             if self.method == "prune":
                 refs, alive = self._prune(scorer, n, alive, w, rng)
@@ -366,7 +367,9 @@ def _doubling(n: int) -> list[int]:
     return sizes
 
 
-class _progress_bar:  # noqa: N801 - used as a context manager
+class _ProgressBar:
+    """A rich bar on stderr while pairs are scored; `wanted=None`: only on a terminal and for long runs."""
+
     def __init__(self, wanted: bool | None, n: int) -> None:
         self.wanted, self.n, self.bar = wanted, n, None
 

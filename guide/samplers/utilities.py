@@ -48,7 +48,7 @@ class Utility(ABC):
     def __init__(self) -> None:
         self.calls = 0
 
-    def prepare(self, texts: Sequence[str], *, source: str | None = None) -> None:  # noqa: B027 - optional hook
+    def prepare(self, texts: Sequence[str], *, source: str | None = None) -> None:
         """Called once per candidate set before any `pair_scores` (e.g. to embed every text once)."""
 
     @abstractmethod
@@ -383,5 +383,4 @@ def last_number(text: str) -> str | None:
     found = _NUMBER.findall(text)
     if not found:
         return None
-    value = found[-1].replace(",", "")
-    return value[:-2] if value.endswith(".0") else value
+    return found[-1].replace(",", "").removesuffix(".0")
