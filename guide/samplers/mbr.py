@@ -216,6 +216,8 @@ class MBR:
             if size == n or alive.sum() == 1:
                 break
             alive &= self._survivors(scorer.matrix, refs, alive, w, rng)
+            if alive.sum() == 1:  # a sole survivor needs no more references
+                break
         return refs, alive
 
     def _survivors(self, matrix: np.ndarray, refs: list[int], alive: np.ndarray, w: np.ndarray | None,
