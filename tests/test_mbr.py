@@ -108,6 +108,18 @@ def test_exact_match_is_majority_vote_with_symmetric_counting():
     assert MBR("exact").select(["4", " 4", "5"]).text == "4"
 
 
+def test_exact_match_mbr_equals_the_majority_vote_on_random_label_sets():
+    from collections import Counter
+
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        labels = [str(x) for x in rng.integers(0, 4, size=int(rng.integers(2, 12)))]
+        pick = MBR("exact").select(labels)
+        counts = Counter(labels)
+        assert counts[pick.text] == max(counts.values())
+        assert pick.index == labels.index(pick.text)  # the first of the tied majority labels' members
+
+
 def test_sacrebleu_utilities_are_sentence_scores_over_100():
     from sacrebleu.metrics import BLEU, CHRF
 
