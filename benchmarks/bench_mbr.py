@@ -265,6 +265,7 @@ def main() -> None:
     parser.add_argument("--cost-judge-n", type=int, default=6)
     parser.add_argument("--cost-judge-tasks", type=int, default=1)
     parser.add_argument("--utilities", default="exact,chrf,bleu,embedding,judge")
+    parser.add_argument("--costs-only", action="store_true", help="redo the cost table, reuse mbr_eval/last_run.json")
     parser.add_argument("--output", type=Path, default=None, help=f"markdown file (full run default: {DOC})")
     args = parser.parse_args()
 
@@ -284,10 +285,14 @@ def main() -> None:
     load_s = time.perf_counter() - t0
     utilities = args.utilities.split(",")
     started = time.perf_counter()
-    rows, per_kind, log = run_eval(model, tok, tasks, n=args.n, temperature=args.temperature, max_new=args.max_new_tokens,
-                                   judge_refs=args.judge_refs, utilities=utilities)
-    (HERE / "mbr_eval" / "last_run.json").write_text(json.dumps({"rows": rows, "per_kind": per_kind, "log": log},
-                                                                indent=1, ensure_ascii=False))
+    saved = HERE / "mbr_eval" / "last_run.json"
+    if args.costs_only:  # reuse the accuracy table of the last full run; redo only the cost table
+        data = json.loads(saved.read_text())
+        rows, per_kind = data["rows"], data["per_kind"]
+    else:
+        rows, per_kind, log = run_eval(model, tok, tasks, n=args.n, temperature=args.temperature,
+                                       max_new=args.max_new_tokens, judge_refs=args.judge_refs, utilities=utilities)
+        saved.write_text(json.dumps({"rows": rows, "per_kind": per_kind, "log": log}, indent=1, ensure_ascii=False))
     costs = run_costs(model, tok, tasks[: 3 if args.quick else args.cost_tasks], n=min(8, args.cost_n) if args.quick else args.cost_n,
                       temperature=args.temperature, max_new=args.max_new_tokens, judge_n=args.cost_judge_n,
                       judge_tasks=1 if args.quick else args.cost_judge_tasks)
@@ -318,7 +323,7 @@ def write_doc(path: Path, table: str, cost_table: str, rows, tasks, args, elapse
         f"--max-new-tokens {args.max_new_tokens} --judge-refs {args.judge_refs} --cost-n {args.cost_n} "
         f"--cost-tasks {args.cost_tasks}",
         n=args.n, temperature=args.temperature, max_new=args.max_new_tokens, total=total,
-        table=table, cost_table=cost_table, verdict="\n".join(verdict), minutes=f"{elapsed / 60:.1f}",
+        table=table, cost_table=cost_table, verdict="\n".join(verdict),
     )
     path.write_text(text)
 
