@@ -288,7 +288,7 @@ def main() -> None:
     saved = HERE / "mbr_eval" / "last_run.json"
     if args.costs_only:  # reuse the accuracy table of the last full run; redo only the cost table
         data = json.loads(saved.read_text())
-        rows, per_kind = data["rows"], data["per_kind"]
+        rows, per_kind, log = data["rows"], data["per_kind"], data["log"]
     else:
         rows, per_kind, log = run_eval(model, tok, tasks, n=args.n, temperature=args.temperature,
                                        max_new=args.max_new_tokens, judge_refs=args.judge_refs, utilities=utilities)
@@ -296,27 +296,40 @@ def main() -> None:
     costs = run_costs(model, tok, tasks[: 3 if args.quick else args.cost_tasks], n=min(8, args.cost_n) if args.quick else args.cost_n,
                       temperature=args.temperature, max_new=args.max_new_tokens, judge_n=args.cost_judge_n,
                       judge_tasks=1 if args.quick else args.cost_judge_tasks)
-    elapsed = time.perf_counter() - started
+    print(f"benchmark time: {(time.perf_counter() - started) / 60:.1f} min")
     table, cost_table = markdown(rows, per_kind, costs, tasks, args, load_s, 0.0)
     print(table)
     print()
     print(cost_table)
     output = args.output or (None if args.quick else DOC)
     if output is not None:
-        write_doc(output, table, cost_table, rows, tasks, args, elapsed)
+        write_doc(output, table, cost_table, rows, log, args)
         print(f"wrote {output}")
 
 
-def write_doc(path: Path, table: str, cost_table: str, rows, tasks, args, elapsed: float) -> None:
-    total = len(tasks)
+def paired_interval(log: list[dict], label: str, *, draws: int = 10000) -> tuple[float, float, float]:
+    """Mean per-task accuracy difference (selector - one random sample) and a 95% bootstrap interval over tasks."""
+    import numpy as np
+
+    diff = np.array([float(t["picks"][label]) - float(np.mean(t["ok"])) for t in log])
+    means = diff[np.random.default_rng(0).integers(0, len(diff), size=(draws, len(diff)))].mean(axis=1)
+    return float(diff.mean()), float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+
+
+def write_doc(path: Path, table: str, cost_table: str, rows, log: list[dict], args) -> None:
+    total = len(log)
     mean = rows["random sample (mean over N)"]["correct"] / total
     first = rows["random sample (candidate 0)"]["correct"] / total
     verdict = []
     for label, r in rows.items():
-        if label.startswith("MBR"):
+        if label.startswith("MBR") or label == "greedy":
             acc = r["correct"] / total
+            diff, low, high = paired_interval(log, label)
             word = "beats" if acc > mean else ("ties" if acc == mean else "does not beat")
-            verdict.append(f"- {label}: {acc:.3f}, {word} random sampling ({mean:.3f} expected, {first:.3f} for candidate 0).")
+            sure = "the interval excludes 0" if low > 0 or high < 0 else "the interval includes 0: not significant"
+            verdict.append(f"- {label}: {acc:.3f}, {word} random sampling ({mean:.3f} expected, {first:.3f} for "
+                           f"candidate 0); paired difference {diff:+.3f}, 95% bootstrap interval over tasks "
+                           f"[{low:+.3f}, {high:+.3f}] ({sure}).")
     template = (HERE / "mbr_eval" / "doc_template.md").read_text()
     text = template.format(
         command=f"python benchmarks/bench_mbr.py --n {args.n} --temperature {args.temperature} "
