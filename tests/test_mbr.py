@@ -367,3 +367,22 @@ def test_mbr_under_a_json_schema_returns_schema_valid_json(embedded):
         if complete:
             jsonschema.validate(json.loads(text), schema)
     assert result.utility_calls == 12 - sum(not c for c in result.complete) * 3
+
+
+@pytest.mark.model
+def test_model_weighted_references_on_the_embedded_model(embedded):
+    import guide
+    from guide.samplers.mbr import _sequence_logprobs
+
+    model, tok = embedded
+    prompt = "How many legs does a cat have? Answer with a number."
+    uniform = MBR("exact").generate(model, tok, prompt, guide.regex("[0-9]{1,2}"), n=4, max_new_tokens=4, seed=3)
+    weighted = MBR("exact").generate(model, tok, prompt, guide.regex("[0-9]{1,2}"), n=4, max_new_tokens=4, seed=3,
+                                     weights="model")
+    assert weighted.candidates == uniform.candidates  # same seed, same pool
+    from guide.generate import Generation
+
+    gens = [Generation(t, tok.encode(t, add_special_tokens=False), True) for t in uniform.candidates]
+    w = np.exp(_sequence_logprobs(model, tok, prompt, gens, chat=None, system=None, temperature=0.7))
+    table = np.nan_to_num(uniform.matrix)
+    assert weighted.expected == pytest.approx(oracle_expected(table.tolist(), weights=list(w / w.max())))
