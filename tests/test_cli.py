@@ -72,6 +72,16 @@ def test_batch_input_writes_one_line_per_prompt(model_dir, tmp_path):
     assert len(lines) == 3 and set(lines) <= {"yes", "no"}
 
 
+def test_mbr_sampler_prints_the_selected_candidate(model_dir):
+    result = invoke("regex", "[a-z]{2,5}", "x", "--model", str(model_dir), "--sampler", "mbr", "--utility", "exact",
+                    "--n", "3", "--seed", "1", "--json")
+    assert result.exit_code == 0, result.stderr
+    record = json.loads(result.stdout)
+    assert len(record["candidates"]) == 3 and record["text"] == record["candidates"][record["index"]]
+    assert re.fullmatch("[a-z]{2,5}", record["text"]) and record["utility_calls"] == 3
+    assert record["expected_utility"][record["index"]] == max(record["expected_utility"])
+
+
 def test_incomplete_output_exits_1(model_dir):
     result = invoke("regex", "[a-z]{50}", "x", "--model", str(model_dir), "--max-tokens", "2")
     assert result.exit_code == 1
@@ -85,7 +95,7 @@ def test_incomplete_output_exits_1(model_dir):
         (["regex", r"(a)\1", "x"], "backreference"),
         (["regex", "a", "   "], "prompt is empty"),
         (["regex", "a", "x", "--model", "/no/such/model"], "never downloads"),
-        (["regex", "a", "x", "--sampler", "mbr"], "not available"),
+        (["regex", "a", "x", "--sampler", "mbr", "--utility", "rouge"], "--utility has to be one of"),
         (["regex", "a", "x", "--sampler", "cd", "--amateur", "/no/such/amateur"], "never downloads"),
         (["regex", "a", "x", "--sampler", "nope"], "has to be one of"),
         (["regex", "a", "--input", "/no/such.jsonl"], "cannot read"),

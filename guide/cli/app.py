@@ -38,7 +38,7 @@ SamplerOpt = Annotated[
         "--sampler",
         help="greedy | sample | asap (grammar-aligned, --n samples) | cd | scd (contrastive, with --amateur) | "
         "uscd (one model against the prompt without its examples, --threshold) | "
-        "ead (small/large switching, with --small, --threshold); mbr: not available yet.",
+        "ead (small/large switching, with --small, --threshold) | mbr (MBR reranking of --n samples by --utility).",
     ),
 ]
 AmateurOpt = Annotated[
@@ -54,7 +54,8 @@ ThresholdOpt = Annotated[
     typer.Option("--threshold", min=0.0, help="ead: entropy (bits) above which the large model takes over (default 2.0); "
                  "uscd: expert entropy (bits) above which the contrast fires (default 1.0)."),
 ]
-NOpt = Annotated[int, typer.Option("--n", min=1, help="Samples per prompt (with --sampler asap).")]
+NOpt = Annotated[int, typer.Option("--n", min=1, help="Samples per prompt (with --sampler asap; candidates with mbr).")]
+UtilityOpt = Annotated[str, typer.Option("--utility", help="MBR utility: exact | chrf | bleu | embedding | judge (with --sampler mbr).")]
 ChatOpt = Annotated[bool | None, typer.Option("--chat/--no-chat", help="Apply the model's chat template (default: when it has one).")]
 SystemOpt = Annotated[str | None, typer.Option("--system", help="A system message (needs the chat template).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object per output: text, tokens, timings.")]
@@ -102,6 +103,7 @@ def regex(
     alpha: AlphaOpt = 0.1,
     gamma: GammaOpt = 4,
     threshold: ThresholdOpt = None,
+    utility: UtilityOpt = "chrf",
 ) -> None:
     """Generate text that fully matches PATTERN."""
     from .. import regex as make_regex
@@ -129,6 +131,7 @@ def choose(
     alpha: AlphaOpt = 0.1,
     gamma: GammaOpt = 4,
     threshold: ThresholdOpt = None,
+    utility: UtilityOpt = "chrf",
 ) -> None:
     """Answer with exactly one of the --option values."""
     from .. import choice
@@ -193,6 +196,7 @@ def json_command(
     alpha: AlphaOpt = 0.1,
     gamma: GammaOpt = 4,
     threshold: ThresholdOpt = None,
+    utility: UtilityOpt = "chrf",
 ) -> None:
     """Generate a JSON document valid against the schema."""
     if str(schema) == "-" and prompt == "-":
@@ -221,6 +225,7 @@ def grammar(
     alpha: AlphaOpt = 0.1,
     gamma: GammaOpt = 4,
     threshold: ThresholdOpt = None,
+    utility: UtilityOpt = "chrf",
 ) -> None:
     """Generate text in the language of a lark grammar."""
     from ..grammars.cfg import grammar as make_grammar

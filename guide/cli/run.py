@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -13,8 +14,7 @@ from typing import Any
 
 from ..constraint import Constraint
 
-SAMPLERS_AVAILABLE = ("greedy", "sample", "asap", "cd", "scd", "uscd", "ead")
-SAMPLERS_PLANNED = ("mbr",)
+SAMPLERS_AVAILABLE = ("greedy", "sample", "asap", "cd", "scd", "uscd", "ead", "mbr")
 TRUNCATED_LAYERS = 4  # default amateur / small model: the main model's first layers (see samplers.models)
 
 
@@ -40,10 +40,11 @@ class Options:
     alpha: float
     gamma: int
     threshold: float | None
+    utility: str = "chrf"
 
     @classmethod
     def pick(cls, values: dict[str, Any]) -> Options:
-        return cls(**{f.name: values[f.name] for f in fields(cls)})
+        return cls(**{f.name: values[f.name] for f in fields(cls) if f.name in values})
 
 
 def read_prompts(prompt: str | None, input_file: Path | None) -> list[str]:
@@ -103,10 +104,10 @@ def _load(opts: Options):
 def run_generation(make_constraint: Callable[[], Constraint], prompt: str | None, opts: Options) -> int:
     """Generate for each prompt; returns the exit code (1 when an output is incomplete)."""
     if opts.sampler not in SAMPLERS_AVAILABLE:
-        known = ", ".join(SAMPLERS_AVAILABLE + SAMPLERS_PLANNED)
-        if opts.sampler in SAMPLERS_PLANNED:
-            raise UsageError(f"--sampler {opts.sampler} is not available in this version yet (known: {known})")
+        known = ", ".join(SAMPLERS_AVAILABLE)
         raise UsageError(f"--sampler has to be one of {known}, not {opts.sampler!r}")
+    if opts.sampler == "mbr":
+        check_utility(opts)
     prompts = read_prompts(prompt, opts.input_file)
     constraint = make_constraint()
     started = time.perf_counter()
@@ -125,6 +126,8 @@ def run_generation(make_constraint: Callable[[], Constraint], prompt: str | None
         return _run_asap(model, tok, constraint, prompts, opts, load_s)
     if opts.sampler in ("cd", "scd", "uscd", "ead"):
         return _run_two_models(model, tok, constraint, prompts, opts, load_s)
+    if opts.sampler == "mbr":
+        return _run_mbr(model, tok, constraint, prompts, opts, load_s)
     failures = 0
     for text in prompts:
         streamer = None
@@ -175,6 +178,35 @@ def _run_asap(model, tok, constraint: Constraint, prompts: list[str], opts: Opti
                 }, ensure_ascii=False), flush=True)
             else:
                 print(sample.text, flush=True)
+    return 0
+
+
+def check_utility(opts: Options) -> None:
+    from ..samplers.utilities import UTILITIES
+
+    if opts.utility not in UTILITIES:
+        raise UsageError(f"--utility has to be one of {', '.join(UTILITIES)}, not {opts.utility!r}")
+
+
+def _run_mbr(model, tok, constraint: Constraint, prompts: list[str], opts: Options, load_s: float) -> int:
+    """MBR reranking: --n candidates per prompt, scored with --utility; prints the selected one."""
+    from ..samplers.mbr import mbr_generate
+
+    for text in prompts:
+        t0 = time.perf_counter()
+        result = mbr_generate(model, tok, text, constraint, n=opts.n, utility=opts.utility, temperature=opts.temperature or 1.0,
+                     max_new_tokens=opts.max_tokens, chat=opts.chat, system=opts.system, seed=opts.seed)
+        seconds = time.perf_counter() - t0
+        if opts.json_out:
+            print(json.dumps({
+                "text": result.text, "index": result.index, "candidates": result.candidates,
+                "expected_utility": [None if math.isnan(v) else round(float(v), 6) for v in result.expected],
+                "complete": True, "sampler": "mbr", "utility": opts.utility, "utility_calls": result.utility_calls,
+                "constraint": constraint.key,
+                "timings": {"load_s": round(load_s, 3), "generate_s": round(seconds, 3)},
+            }, ensure_ascii=False), flush=True)
+        else:
+            print(result.text, flush=True)
     return 0
 
 

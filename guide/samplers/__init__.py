@@ -1,6 +1,7 @@
 """Samplers that own their decoding loop: `asap` (grammar-aligned sampling, ASAp, and plain
-grammar-constrained sampling, GCD), `contrastive` (CD, USCD with `lame` prompts, speculative SCD) and `switching`
-(entropy-adaptive small/large model switching, EAD).
+grammar-constrained sampling, GCD), `contrastive` (CD, USCD with `lame` prompts, speculative SCD),
+`switching` (entropy-adaptive small/large model switching, EAD) and `mbr` (minimum Bayes risk
+reranking).
 
 Light on import: the submodules (which use numpy and, on first sample, torch) load on first use.
 
@@ -25,8 +26,10 @@ if TYPE_CHECKING:
         uscd_generate,
     )
     from .lame import lame_prompt
+    from .mbr import MBR, MBRResult, mbr_generate
     from .models import truncated_amateur
     from .switching import SwitchingOutput, SwitchPolicy, ead_decode, ead_generate
+    from .utilities import Utility, make_utility
 
 _LAZY = {
     "ASAp": "asap",
@@ -50,6 +53,11 @@ _LAZY = {
     "SwitchPolicy": "switching",
     "SwitchingOutput": "switching",
     "truncated_amateur": "models",
+    "MBR": "mbr",
+    "MBRResult": "mbr",
+    "mbr_generate": "mbr",
+    "Utility": "utilities",
+    "make_utility": "utilities",
 }
 
 
