@@ -17,6 +17,7 @@ import argparse
 import collections
 import json
 import resource
+import signal
 import sys
 import time
 import warnings
@@ -26,6 +27,15 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 DATA = ROOT.parent / "shared" / "data" / "jsonschemabench-dev.jsonl"
 CEILING_MIB = 4096  # the documented ceiling for compiling the 200 largest schemas in one process
+HANG_S = 60  # a compile still running after this is reported as a hang (and interrupted)
+
+
+class _Hang(Exception):
+    pass
+
+
+def _alarm(_signum, _frame):
+    raise _Hang
 
 
 def rss_mib() -> float:
@@ -50,8 +60,11 @@ def compile_largest(n: int, vocab) -> dict:
     slowest = (0.0, "")
     start_rss = rss_mib()
     t_all = time.perf_counter()
+    hangs = []
+    signal.signal(signal.SIGALRM, _alarm)
     for i, row in enumerate(largest_schemas(n)):
         t0 = time.perf_counter()
+        signal.alarm(HANG_S)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -59,7 +72,14 @@ def compile_largest(n: int, vocab) -> dict:
             outcomes["compiled"] += 1
         except guide.GuideError as exc:
             outcomes[type(exc).__name__] += 1
+        except _Hang:
+            outcomes[f"still compiling after {HANG_S} s"] += 1
+            hangs.append(row["id"])
+        finally:
+            signal.alarm(0)
         dt = time.perf_counter() - t0
+        if dt > 10:
+            print(f"  slow: {row['id']} {dt:.1f} s", flush=True)
         slowest = max(slowest, (dt, row["id"]))
         if (i + 1) % 20 == 0:
             print(f"  {i + 1}/{n} schemas, RSS {rss_mib():.0f} MiB, peak {peak_mib():.0f} MiB", flush=True)
@@ -70,6 +90,7 @@ def compile_largest(n: int, vocab) -> dict:
         "peak": peak_mib(),
         "seconds": time.perf_counter() - t_all,
         "slowest": slowest,
+        "hangs": hangs,
     }
 
 
@@ -117,12 +138,16 @@ def main() -> None:
         "| measure | value |",
         "|---|---|",
         f"| schemas compiled (the {args.schemas} largest of JSONSchemaBench dev, strict, SmolLM2 vocabulary) | "
-        + ", ".join(f"{k}: {v}" for k, v in sorted(c["outcomes"].items())) + " |",
+        + ", ".join(f"{k}: {v}" for k, v in sorted(c["outcomes"].items()))
+        + " |",
+        f"| compiles still running after {HANG_S} s (interrupted) | {', '.join(c['hangs']) or 'none'} |",
         f"| wall time for all of them | {c['seconds']:.0f} s (slowest {c['slowest'][0]:.1f} s: {c['slowest'][1]}) |",
         f"| RSS before / after / peak | {c['start_rss']:.0f} / {c['end_rss']:.0f} / {c['peak']:.0f} MiB |",
         f"| documented ceiling | {CEILING_MIB} MiB peak: {'within' if c['peak'] <= CEILING_MIB else 'EXCEEDED'} |",
-        f"| RSS after 100 / {args.calls} generate calls (one cached guide) | {g['after_100']:.0f} / {g['after_all']:.0f} MiB "
-        f"(growth {g['after_all'] - g['after_100']:+.1f} MiB; {g['seconds']:.0f} s) |",
+        (
+            f"| RSS after 100 / {args.calls} generate calls (one cached guide) | {g['after_100']:.0f} / "
+            f"{g['after_all']:.0f} MiB (growth {g['after_all'] - g['after_100']:+.1f} MiB; {g['seconds']:.0f} s) |"
+        ),
     ]
     (ROOT / "docs" / "reliability_memory.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     print("\n".join(lines))

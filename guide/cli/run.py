@@ -37,9 +37,9 @@ class Options:
     n: int
     amateur: Path | None
     small: Path | None
-    alpha: float
-    gamma: int
-    threshold: float | None
+    alpha: float = 0.1
+    gamma: int = 4
+    threshold: float | None = None
     utility: str = "chrf"
 
     @classmethod
