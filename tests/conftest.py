@@ -38,3 +38,21 @@ def smollm2_tokenizer() -> Any:
 
     package_dir = list(spec.submodule_search_locations)[0]
     return AutoTokenizer.from_pretrained(package_dir, gguf_file=SMOLLM2_GGUF)
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_dir(tmp_path_factory, smollm2_tokenizer) -> Any:
+    """A random one-layer Llama saved with SmolLM2's tokenizer: a fast stand-in model folder for
+    the CLI tests (it knows nothing, so anything sensible in its output is the constraint's doing)."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=49152, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+        num_attention_heads=2, num_key_value_heads=1, eos_token_id=2, pad_token_id=2, bos_token_id=1,
+    )
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    LlamaForCausalLM(config).save_pretrained(folder)
+    smollm2_tokenizer.save_pretrained(folder)
+    return folder
