@@ -16,6 +16,7 @@ import typer
 
 from ..errors import GuideDeadEnd, GuideError
 from .run import Options, UsageError, run_generation
+from .tools_cmd import MaxReasoningOpt, ReasonOpt, reasoning_factory, tools_command
 
 app = typer.Typer(
     name="guide",
@@ -174,11 +175,16 @@ def json_command(
     n: NOpt = 1,
     amateur: AmateurOpt = None,
     small: SmallOpt = None,
+    reason: ReasonOpt = False,
+    max_reasoning_tokens: MaxReasoningOpt = 128,
 ) -> None:
-    """Generate a JSON document valid against the schema."""
+    """Generate a JSON document valid against the schema (after free <think> reasoning with --reason)."""
     if str(schema) == "-" and prompt == "-":
         _fail("the schema and the prompt cannot both come from stdin", 2)
-    _run(lambda: _json_constraint(schema, strict, whitespace), prompt, Options.pick(locals()))
+    make = lambda: _json_constraint(schema, strict, whitespace)  # noqa: E731
+    if reason:
+        make = reasoning_factory(make, max_reasoning_tokens)
+    _run(make, prompt, Options.pick(locals()))
 
 
 @app.command()
@@ -305,6 +311,9 @@ def bench(quick: Annotated[bool, typer.Option("--quick", help="A short smoke run
     if not script.is_file():
         _fail(f"{script} not found: `guide bench` runs from a source checkout of guide", 2)
     raise typer.Exit(subprocess.call([sys.executable, str(script), *(["--quick"] if quick else [])]))
+
+
+app.command("tools")(tools_command)
 
 
 def main() -> None:
