@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -122,12 +123,14 @@ def _lit_term(text: str) -> str:
     return f"/{_lark_regex(_lit(text))}/"
 
 
-def _calls_grammar(specs: tuple[ToolSpec, ...], fmt: str, strict: bool) -> str:
+def _calls_grammar(specs: tuple[ToolSpec, ...], fmt: str, strict: bool, max_calls: int | None) -> tuple[str, list[str]]:
+    """The calls grammar, and (lenient mode) the ignored keywords as `tool: pointer: keyword` lines."""
     from .grammars.json_schema import schema_to_lark
 
     terminals: dict[str, str] = {}
     rules: list[str] = []
     bodies: list[str] = []
+    ignored: list[str] = []
     for i, spec in enumerate(specs):
         try:
             grammar = schema_to_lark(spec.parameters, strict=strict, whitespace=_ARG_WS)
@@ -137,21 +140,23 @@ def _calls_grammar(specs: tuple[ToolSpec, ...], fmt: str, strict: bool) -> str:
             ) from exc
         except GrammarError as exc:
             raise GrammarError(f"tool {spec.name!r} (tools[{i}]) parameters: {exc}") from exc
+        ignored += [f"{spec.name}: {ptr}: {kw}: {msg}" for ptr, kw, msg in grammar.warnings]
         start, lines = _namespaced(grammar.lark_text, f"t{i}_", terminals)
         rules.extend(lines)
         head = terminals.setdefault(_lit_term(f'{{"name": {json.dumps(spec.name)}, "arguments": '), f"TT{len(terminals)}")
         end = terminals.setdefault(_lit_term("}"), f"TT{len(terminals)}")
         bodies.append(f"{head} {start} {end}")
+    more = "*" if max_calls is None else f" ~ 0..{max_calls - 1}"
     if fmt == "hermes":
-        top = ["start: call (CALL_SEP call)*", "call: CALL_OPEN body CALL_CLOSE"]
+        top = [f"start: call (CALL_SEP call){more}", "call: CALL_OPEN body CALL_CLOSE"]
         fixed = {"CALL_OPEN": _HERMES_OPEN, "CALL_CLOSE": _HERMES_CLOSE, "CALL_SEP": "\n"}
     else:
-        top = ["start: CALL_OPEN body (CALL_SEP body)* CALL_CLOSE"]
+        top = [f"start: CALL_OPEN body (CALL_SEP body){more} CALL_CLOSE"]
         fixed = {"CALL_OPEN": _JSON_OPEN, "CALL_CLOSE": _JSON_CLOSE, "CALL_SEP": ", "}
     lines = [*top, "body: " + " | ".join(bodies), *rules]
     lines += [f"{name}: {body}" for body, name in terminals.items()]
     lines += [f"{name}: {_lit_term(text)}" for name, text in fixed.items()]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n", ignored
 
 
 def detect_format(tokenizer: PreTrainedTokenizerBase | None) -> Literal["json", "hermes"]:
@@ -172,15 +177,23 @@ class Tools(Constraint):
 
     def __init__(
         self, tools: Sequence[Mapping[str, Any]], *, allow_text: bool = True, format: Literal["json", "hermes"] = "json",
-        strict: bool = True,
+        strict: bool = True, max_calls: int | None = None,
     ) -> None:
         if format not in ("json", "hermes"):
             raise ValueError(f"`format` has to be 'json' or 'hermes', but is {format!r}")
+        if max_calls is not None and (not isinstance(max_calls, int) or max_calls < 1):
+            raise ValueError(f"`max_calls` has to be None or an int >= 1, but is {max_calls!r}")
+        self.max_calls = max_calls
         self.specs = _normalise(tools)
         self.allow_text = bool(allow_text)
         self.format = format
         self.strict = strict
-        self.lark_text = _calls_grammar(self.specs, format, strict)
+        self.lark_text, self.warnings = _calls_grammar(self.specs, format, strict, max_calls)
+        if self.warnings:
+            from .grammars.json_schema import GuideSchemaWarning
+
+            lines = "\n".join(f"  {w}" for w in self.warnings)
+            warnings.warn(f"tools ignored {len(self.warnings)} keyword(s) it cannot enforce:\n{lines}", GuideSchemaWarning, stacklevel=3)
         from .grammars.cfg import Grammar
 
         self.calls = Grammar(self.lark_text)
@@ -192,7 +205,7 @@ class Tools(Constraint):
 
             self.text = regex(rf"[^{re.escape(first)}][\s\S]*")
         self._key = "tools:" + json.dumps(
-            [[s.name, s.parameters] for s in self.specs] + [self.allow_text, format, strict], separators=(",", ":")
+            [[s.name, s.parameters] for s in self.specs] + [self.allow_text, format, strict, max_calls], separators=(",", ":")
         )
 
     @property
@@ -309,6 +322,7 @@ def tools(
     format: ToolFormat = "auto",
     tokenizer: PreTrainedTokenizerBase | None = None,
     strict: bool = True,
+    max_calls: int | None = None,
 ) -> Tools:
     """A constraint for a turn that is plain text (if `allow_text`) or calls to `tools`.
 
@@ -319,13 +333,14 @@ def tools(
             first character).
         format: "json", "hermes", or "auto" (from `tokenizer`'s chat template; "json" without one).
         strict: unsupported schema keywords raise (default) or are ignored with a warning.
+        max_calls: the most calls in one turn (None: any number).
 
     Raises:
         GrammarError: duplicate or missing names, or a parameters schema that does not compile.
     """
     if format == "auto":
         format = detect_format(tokenizer)
-    return Tools(tools, allow_text=allow_text, format=format, strict=strict)
+    return Tools(tools, allow_text=allow_text, format=format, strict=strict, max_calls=max_calls)
 
 
 __all__ = ["ToolCall", "Tools", "detect_format", "tools"]
