@@ -56,6 +56,7 @@ def tools_command(
     strict: Annotated[bool, typer.Option("--strict/--lenient", help="Unsupported schema keywords: error or warn.")] = True,
     model: Annotated[Path | None, typer.Option("--model", help="A local Hugging Face model folder.")] = None,
     max_tokens: Annotated[int, typer.Option("--max-tokens", min=1, help="Most new tokens to generate.")] = 256,
+    max_calls: Annotated[int | None, typer.Option("--max-calls", min=1, help="The most calls in one answer.")] = None,
     input_file: Annotated[Path | None, typer.Option("--input", help="A JSONL file of prompts.")] = None,
 ) -> None:
     """Answer with tool calls (names from the list, arguments valid for their schema) or plain text.
@@ -63,7 +64,7 @@ def tools_command(
     Prints one JSON object per prompt: {"text", "tool_calls": [{"name", "arguments"}], "complete"}.
     """
     try:
-        code = _tools(tools_file, prompt, text, format, strict, model, max_tokens, input_file)
+        code = _tools(tools_file, prompt, text, format, strict, model, max_tokens, max_calls, input_file)
     except UsageError as exc:
         _fail(str(exc), 2)
     except GuideDeadEnd as exc:
@@ -78,23 +79,21 @@ def _fail(message: str, code: int) -> None:
     raise typer.Exit(code)
 
 
-def _tools(tools_file, prompt, allow_text, fmt, strict, model_dir, max_tokens, input_file) -> int:
+def _tools(tools_file, prompt, allow_text, fmt, strict, model_dir, max_tokens, max_calls, input_file) -> int:
     from ..tool_calls import Tools, detect_format
 
     if fmt not in ("auto", "json", "hermes"):
         raise UsageError(f"--format has to be auto, json or hermes, not {fmt!r}")
     specs = _read_tools(tools_file)
     prompts = read_prompts(prompt, input_file)
-    if fmt != "auto":  # check the tools before loading the model
-        constraint = Tools(specs, allow_text=allow_text, format=fmt, strict=strict)
-    else:
-        Tools(specs, allow_text=allow_text, strict=strict)
+    options = {"allow_text": allow_text, "strict": strict, "max_calls": max_calls}
+    constraint = Tools(specs, format="json" if fmt == "auto" else fmt, **options)  # errors before the model loads
     from .run import Options
 
     opts = Options(model_dir, max_tokens, 0.0, None, "greedy", None, None, True, False, input_file, 1, None, None)
     model, tok = _load(opts)
     if fmt == "auto":
-        constraint = Tools(specs, allow_text=allow_text, format=detect_format(tok), strict=strict)
+        constraint = Tools(specs, format=detect_format(tok), **options)
     from ..generate import generate_detailed
 
     failures = 0
