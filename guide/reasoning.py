@@ -22,6 +22,7 @@ unconstrained answer, then a second generation that rewrites it under `inner`.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -285,27 +286,31 @@ REFORMAT_INSTRUCTION = "Here is a draft answer:\n{draft}\n\nWrite the final answ
 def decoupled(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
-    prompt: str,
-    constraint: Constraint,
+    prompt: str | Sequence[str],
+    constraint: Constraint | Sequence[Constraint],
     *,
     max_draft_tokens: int = DEFAULT_MAX_REASONING_TOKENS,
     max_new_tokens: int = 128,
     instruction: str = REFORMAT_INSTRUCTION,
     **generate_kwargs: Any,
-) -> Decoupled:
+) -> Decoupled | list[Decoupled]:
     """Solve freely, then reformat: an unconstrained draft, then `constraint` on a second pass.
 
     The second prompt is `prompt` followed by `instruction` (with `{draft}` filled in); both passes
-    use the chat template when the tokenizer has one.
+    use the chat template when the tokenizer has one. A list of prompts (and optionally one
+    constraint per prompt) runs as a batch and gives a list. Extra keyword arguments go to
+    `guide.generate` for both passes (e.g. `allow_incomplete=True`).
     """
     from .generate import generate
 
     if "{draft}" not in instruction:
         raise ValueError("`instruction` has to contain '{draft}', where the first pass's text goes")
-    draft = generate(model, tokenizer, prompt, None, max_new_tokens=max_draft_tokens, **generate_kwargs)
-    second = f"{prompt}\n\n{instruction.format(draft=draft.strip())}"
-    answer = generate(model, tokenizer, second, constraint, max_new_tokens=max_new_tokens, **generate_kwargs)
-    return Decoupled(draft, answer)
+    prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+    drafts = generate(model, tokenizer, prompts, None, max_new_tokens=max_draft_tokens, **generate_kwargs)
+    second = [f"{p}\n\n{instruction.format(draft=d.strip())}" for p, d in zip(prompts, drafts)]
+    answers = generate(model, tokenizer, second, constraint, max_new_tokens=max_new_tokens, **generate_kwargs)
+    out = [Decoupled(d, a) for d, a in zip(drafts, answers)]
+    return out[0] if isinstance(prompt, str) else out
 
 
 __all__ = ["Decoupled", "ReasoningThen", "decoupled", "reasoning_then", "split_reasoning"]

@@ -270,7 +270,7 @@ class Tools(Constraint):
         except ImportError as exc:  # pragma: no cover - jsonschema ships with the dev extra
             from .errors import MissingDependencyError
 
-            raise MissingDependencyError("validate() needs jsonschema: pip install 'guide-decoding[tools]'") from exc
+            raise MissingDependencyError("Tools.validate needs jsonschema: pip install jsonschema") from exc
         schema = next(s.parameters for s in self.specs if s.name == call.name)
         try:
             jsonschema.validate(call.arguments, schema)
