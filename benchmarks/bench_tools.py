@@ -219,8 +219,9 @@ def render(answer_rows, tool_rows, n_answers: int, n_tools: int, seconds: float,
         "",
         f"## Tool calls ({n_tools} requests, 8 tools, `benchmarks/tools_eval/tool_prompts.jsonl`)",
         "",
-        "Valid call: a complete call envelope whose arguments validate against the tool's schema. Correct tool / "
-        "exact arguments: of the first call, against the expected one. Text: a plain-text answer (no call).",
+        "Valid call: a complete call envelope whose arguments validate against the tool's schema. "
+        + "Correct tool / exact arguments: of the first call, against the expected one. "
+        + "Text: a plain-text answer (no call).",
         "",
         "| mode | valid call | correct tool | exact arguments | text answers | seconds |",
         "|---|---|---|---|---|---|",
@@ -262,17 +263,59 @@ def main(argv: list[str] | None = None) -> int:
 NOTES = """
 ## Reading the numbers
 
-- Validity of every guided mode is complete by construction: the constraint allows only texts
-  that parse and validate, and the budgets (`max_new_tokens`) are larger than the longest text
-  the bounded schemas allow (integers within ±10^6, strings with `maxLength`), so no output is
-  cut off. A guided row below 100% would be a bug.
-- Accuracy is low: a 135M-parameter model does little arithmetic, and 64 tokens of free
-  reasoning do not change that much. The evaluation shows the modes side by side on the same
-  prompts; it does not show that reasoning helps a model this small.
-- Tool names under the guide can only come from the list; the model still picks the tool
-  (correct-tool rate) and the argument values (exact-arguments rate) itself.
+- Validity of every guided mode is 100% by construction: the constraint allows only texts that
+  parse and validate, and the budgets (`max_new_tokens`) exceed the longest text the bounded
+  schemas allow (integers within ±10^6, strings with `maxLength`), so no output is cut off.
+- "FSM, text allowed" keeps the model's own choice between answering and calling: the 135M model
+  mostly answers in text, which is allowed. Forcing a call (`allow_text=False`) is what turns
+  the tool listing into calls; the guide then fixes the syntax and the names, and the model
+  still picks the tool (correct tool) and the values (exact arguments).
+- Accuracy on the questions is low in every mode: a 135M-parameter model does little arithmetic,
+  and 64 tokens of its free reasoning do not change that. The table puts the modes side by side
+  on the same prompts; it does not show that reasoning helps a model this small.
 - Unconstrained outputs are parsed generously (the first JSON object anywhere in the text); the
   guided ones must be the whole output.
+
+## How it works
+
+`guide.tools(tools, *, allow_text=True, format="auto", tokenizer=None, strict=True, max_calls=None)`
+takes OpenAI-style `{"type": "function", "function": {"name", "description", "parameters"}}`
+entries (or bare `{"name", "parameters"}`; no `parameters` means no arguments) and builds one
+lark grammar: the envelope, then per call a literal `{"name": "NAME", "arguments": ` for each
+tool (so the name position allows only prefixes of listed names: ToolDec's name trie), followed
+by that tool's JSON Schema grammar (`schema_to_lark`, one optional space allowed around `,` and
+`:`; rules renamed per tool, terminals shared by pattern). Envelopes:
+
+- `json` (templates without a tool convention, such as the embedded SmolLM2's):
+  `{"tool_calls": [{"name": ..., "arguments": {...}}, ...]}`;
+- `hermes` (templates that write `<tool_call>`, e.g. Qwen2.5): blocks
+  `<tool_call>\n{"name": ..., "arguments": {...}}\n</tool_call>` separated by `\n`.
+
+`format="auto"` picks `hermes` when `tokenizer.chat_template` contains `<tool_call>`. With
+`allow_text=True` the constraint is `calls | text`, where a text answer may not begin with the
+envelope's first character (`{` or `<`): every output that starts like a call is a checked call.
+`Tools.parse(text)` gives `[ToolCall(name, arguments)]` ([] for text) and raises
+`guide.ToolCallError` for malformed unconstrained output; `Tools.validate(call)` checks arguments
+with jsonschema; `Tools.prompt(tok, user)` builds the chat prompt (the template's own tool
+section for `hermes`, else a system message that lists the tools and the envelope). Duplicate
+names, empty lists and schemas that do not compile raise `GrammarError` /
+`UnsupportedFeatureError` naming the tool (`strict=False`: a warning naming every ignored keyword).
+
+`guide.reasoning_then(inner, *, open="<think>", close="</think>", max_reasoning_tokens=256)`
+forces `open`, lets the model write freely (no special tokens, no EOS), and hands over to
+`inner`'s matcher the moment the decoded bytes complete `close` (a KMP automaton over bytes, so
+delimiters may span tokens: they are 3 tokens each for SmolLM2), all in one `generate` call.
+Tokens that would run past the end of `close` are masked, so the answer starts on a token
+boundary. After `max_reasoning_tokens` reasoning tokens only tokens continuing `close` are
+allowed. A delimiter the vocabulary cannot spell is a `GrammarError` at compile time.
+`guide.reasoning.split_reasoning(text)` separates reasoning and answer.
+`guide.reasoning.decoupled(model, tok, prompt, inner)` is the two-pass variant: a free draft,
+then the answer under `inner` from a prompt that quotes the draft.
+
+Shell: `guide tools --tools tools.json [--no-text] [--format auto|json|hermes] [--max-calls N] PROMPT`
+prints `{"text", "tool_calls", "complete", ...}` per prompt; `guide json --schema S.json --reason
+[--max-reasoning-tokens N] PROMPT` prints `<think>...</think>` and the JSON. The vLLM plugin's
+modes are not part of this change.
 """
 
 

@@ -74,5 +74,5 @@ def test_json_reason_reasons_then_validates(model_dir, tmp_path):
     assert result.exit_code == 0, result.stderr
     text = result.stdout.strip()
     assert text.startswith("<think>")
-    reasoning, _, answer = text.partition("</think>")
+    _, _, answer = text.partition("</think>")
     jsonschema.validate(json.loads(answer), UNIT)

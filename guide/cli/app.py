@@ -181,7 +181,7 @@ def json_command(
     """Generate a JSON document valid against the schema (after free <think> reasoning with --reason)."""
     if str(schema) == "-" and prompt == "-":
         _fail("the schema and the prompt cannot both come from stdin", 2)
-    make = lambda: _json_constraint(schema, strict, whitespace)  # noqa: E731
+    make = lambda: _json_constraint(schema, strict, whitespace)
     if reason:
         make = reasoning_factory(make, max_reasoning_tokens)
     _run(make, prompt, Options.pick(locals()))
