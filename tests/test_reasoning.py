@@ -174,3 +174,8 @@ def test_key_and_type():
     assert isinstance(c, ReasoningThen)
     assert c == guide.reasoning_then(guide.regex("a"), max_reasoning_tokens=3)
     assert c != guide.reasoning_then(guide.regex("a"), max_reasoning_tokens=4)
+
+
+def test_decoupled_needs_a_draft_slot():
+    with pytest.raises(ValueError, match="draft"):
+        decoupled(None, None, "q", guide.regex("a"), instruction="no slot")  # type: ignore[arg-type]

@@ -215,3 +215,21 @@ def test_embedded_model_calls_a_listed_tool():
     assert len(calls) == 1 and calls[0].name in SCHEMAS
     for call in calls:
         jsonschema.validate(call.arguments, SCHEMAS[call.name])
+
+
+def test_hermes_prompt_uses_the_templates_tool_section():
+    class HermesTokenizer:
+        chat_template = "{% for t in tools %}{{ t }}{% endfor %}<tool_call>"
+
+        def apply_chat_template(self, messages, **kwargs):
+            self.seen = (messages, kwargs)
+            return "PROMPT"
+
+    tok = HermesTokenizer()
+    c = guide.tools(TOOLS, tokenizer=tok)
+    assert c.format == "hermes"
+    assert c.prompt(tok, "hi") == "PROMPT"
+    messages, kwargs = tok.seen
+    assert messages == [{"role": "user", "content": "hi"}]
+    assert [t["function"]["name"] for t in kwargs["tools"]] == list(SCHEMAS)
+    assert kwargs["tools"][1]["function"]["parameters"] == ADD["parameters"]  # bare tools get the OpenAI wrapper
