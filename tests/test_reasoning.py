@@ -142,6 +142,7 @@ def test_delimiter_the_vocabulary_cannot_spell_is_a_clear_error():
         split_reasoning("no delimiter")
 
 
+@pytest.mark.model
 def test_multi_token_delimiters_on_the_smollm2_tokenizer(smollm2_tokenizer):
     """`<think>` and `</think>` are 3 tokens each for SmolLM2: the switch still lands on the byte."""
     vocab = Vocabulary.from_tokenizer(smollm2_tokenizer)

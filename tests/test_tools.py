@@ -72,6 +72,7 @@ def test_name_position_allows_exactly_the_tool_name_prefixes(vocab, fmt, allow_t
     assert b"sub" not in got and b"ad" in got and b"add" in got and b"x" not in got
 
 
+@pytest.mark.model
 def test_name_mask_on_the_smollm2_tokenizer(smollm2_tokenizer):
     vocab = guide.Vocabulary.from_tokenizer(smollm2_tokenizer)
     c = guide.tools(TOOLS, format="json")
@@ -194,6 +195,7 @@ def test_parse_rejects_unconstrained_garbage():
         c.validate(ToolCall("add", {"a": "one", "b": 1}))
 
 
+@pytest.mark.model
 def test_format_detection_and_prompts(smollm2_tokenizer):
     class Hermes:
         chat_template = "{% for tool in tools %}<tools>{{ tool }}</tools>{% endfor %}<tool_call>"
