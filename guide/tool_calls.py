@@ -278,15 +278,19 @@ class Tools(Constraint):
             raise ToolCallError(f"call to {call.name!r}: {exc.message} at {exc.json_path}") from exc
 
     def system_prompt(self) -> str:
-        """Instructions listing the tools and the envelope, for templates without a tool convention."""
+        """Instructions listing the tools and the envelope, for templates without a tool convention.
+
+        Flat object schemas are listed briefly (`{"city": "string", "unit": "\"c\" | \"f\" (optional)"}`):
+        short prompts suit small models, and the grammar enforces the full schema anyway.
+        """
         listing = "\n".join(
-            json.dumps({"name": s.name, "description": s.description, "parameters": s.parameters}) for s in self.specs
+            json.dumps({"name": s.name, "description": s.description, "arguments": _brief(s.parameters)}) for s in self.specs
         )
         if self.format == "hermes":
             how = '<tool_call>\n{"name": <tool name>, "arguments": <arguments object>}\n</tool_call>'
         else:
             how = '{"tool_calls": [{"name": <tool name>, "arguments": <arguments object>}]}'
-        text_rule = " If no tool fits, answer in plain text." if self.allow_text else ""
+        text_rule = "\nIf no tool fits, answer in plain text." if self.allow_text else ""
         return f"You can call these tools:\n{listing}\nTo call tools, reply with exactly:\n{how}{text_rule}"
 
     def openai_tools(self) -> list[dict[str, Any]]:
@@ -306,6 +310,27 @@ class Tools(Constraint):
             return f"{self.system_prompt()}\n\n{user}\n"
         messages.insert(0, {"role": "system", "content": self.system_prompt()})
         return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+
+
+_BRIEF_KEYS = {"type", "properties", "required", "additionalProperties", "description", "title"}
+
+
+def _brief(schema: Any) -> Any:
+    """{property: type or enum values} for a flat object schema; anything else as it is."""
+    props = schema.get("properties") if isinstance(schema, dict) else None
+    if not isinstance(props, dict) or set(schema) - _BRIEF_KEYS:
+        return schema
+    required = set(schema.get("required", []))
+    out = {}
+    for key, sub in props.items():
+        if isinstance(sub, dict) and isinstance(sub.get("enum"), list):
+            kind = " | ".join(json.dumps(v) for v in sub["enum"])
+        elif isinstance(sub, dict) and isinstance(sub.get("type"), str):
+            kind = sub["type"]
+        else:
+            kind = json.dumps(sub)
+        out[key] = kind if key in required else f"{kind} (optional)"
+    return out
 
 
 def _loads(text: str, what: str) -> Any:
