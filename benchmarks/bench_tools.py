@@ -8,7 +8,8 @@ Data (written for this benchmark, in benchmarks/tools_eval/): reasoning.jsonl (2
 requests with the expected tool and arguments).
 
 Answer modes, all greedy, each set run as one left-padded batch:
-- unconstrained + parse: the prompt asks for JSON; the first JSON object in the output is taken;
+- unconstrained + parse: the prompt asks for JSON; the first JSON object in the output is taken
+  (for tools: as the envelope, or as one bare `{"name", "arguments"}` call);
 - constrained only: `guide.json_schema` from the first token;
 - reasoning then constrained: `guide.reasoning_then(schema, max_reasoning_tokens=64)` (CRANE);
 - decoupled: a free 64-token draft, then a constrained second pass (`guide.reasoning.decoupled`).
@@ -33,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 DATA = HERE / "tools_eval"
 CAP = 64
+DUMP: list[dict] = []  # every tool-mode output, written with --dump
 INT = {"type": "integer", "minimum": -1000000, "maximum": 1000000}
 SCHEMAS = {
     "integer": {"type": "object", "properties": {"answer": INT}, "required": ["answer"], "additionalProperties": False},
@@ -146,6 +148,8 @@ def _score_calls(constraint, cases, outputs, *, free: bool) -> dict:
         calls = None
         if free:
             obj = first_json_object(out_text)
+            if isinstance(obj, dict) and "tool_calls" not in obj:
+                obj = {"tool_calls": [obj]}  # a bare {"name", "arguments"} object counts as a call
             if obj is not None:
                 try:
                     calls = constraint.parse(json.dumps(obj))
@@ -181,12 +185,14 @@ def run_tools(model, tok, cases) -> tuple[list[tuple[str, dict, float]], dict]:
     out = generate_detailed(model, tok, prompts, None, max_new_tokens=96, chat=False)
     rows.append(("no FSM (free + parse)", _score_calls(free_c, cases, [(o.text, True) for o in out], free=True), time.perf_counter() - t0))
     samples["no FSM"] = out[0].text
+    DUMP.extend({"mode": "no FSM", "prompt": c_["prompt"], "output": o.text} for c_, o in zip(cases, out))
     for label, allow_text in (("FSM, text allowed", True), ("FSM, call forced", False)):
         c = guide.tools(specs, tokenizer=tok, allow_text=allow_text, max_calls=1)
         t0 = time.perf_counter()
         out = generate_detailed(model, tok, prompts, c, max_new_tokens=96, chat=False)
         rows.append((label, _score_calls(c, cases, [(o.text, o.complete) for o in out], free=False), time.perf_counter() - t0))
         samples[label] = out[0].text
+        DUMP.extend({"mode": label, "prompt": c_["prompt"], "output": o.text} for c_, o in zip(cases, out))
     return rows, samples
 
 
@@ -235,6 +241,7 @@ def render(answer_rows, tool_rows, n_answers: int, n_tools: int, seconds: float,
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="6 items per set")
+    parser.add_argument("--dump", type=Path, default=None, help="write every tool-mode output to this JSONL file")
     parser.add_argument("--output", type=Path, default=None, help="markdown output (default: docs/tools.md on a full run)")
     args = parser.parse_args(argv)
     import torch
@@ -253,6 +260,8 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     for key, value in {**answer_samples, **tool_samples}.items():
         print(f"sample, {key}: {value!r}")
+    if args.dump is not None:
+        args.dump.write_text("".join(json.dumps(d) + "\n" for d in DUMP))
     output = args.output or (None if args.quick else ROOT / "docs" / "tools.md")
     if output is not None:
         output.write_text(text + NOTES)
