@@ -238,6 +238,19 @@ def render(answer_rows, tool_rows, n_answers: int, n_tools: int, seconds: float,
     return "\n".join(lines) + "\n"
 
 
+def _samples_section(answer_samples: dict) -> str:
+    """A few raw outputs of this run, so the tables can be checked against real text."""
+    picked = [d for d in DUMP if d["mode"] == "no FSM" and "{" in d["output"]][:2]
+    picked += [d for d in DUMP if d["mode"] == "FSM, text allowed"][:1]
+    picked += [d for d in DUMP if d["mode"] == "FSM, call forced"][:3]
+    lines = ["", "## Raw outputs from this run", ""]
+    for key in ("reasoning then constrained", "decoupled draft", "decoupled answer"):
+        lines.append(f"- {key}: `{json.dumps(answer_samples[key])[:400]}`")
+    for d in picked:
+        lines.append(f"- tools, {d['mode']}, {json.dumps(d['prompt'])}: `{json.dumps(d['output'])[:300]}`")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="6 items per set")
@@ -257,6 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     answer_rows, answer_samples = run_answers(model, tok, items)
     tool_rows, tool_samples = run_tools(model, tok, cases)
     text = render(answer_rows, tool_rows, len(items), len(cases), time.perf_counter() - started, args.quick)
+    text += _samples_section(answer_samples)
     print(text)
     for key, value in {**answer_samples, **tool_samples}.items():
         print(f"sample, {key}: {value!r}")
