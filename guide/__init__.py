@@ -24,6 +24,7 @@ from .errors import (
     ModelLoadError,
     SamplerConfigError,
     TokenizerError,
+    ToolCallError,
     UnsupportedFeatureError,
 )
 from .generate import IncompleteGenerationError, generate  # eager: the submodule shares the name
@@ -37,6 +38,8 @@ if TYPE_CHECKING:
     from .models import load_default_model, load_model
     from .samplers.asap import GCD, ASAp
     from .processor import GuideLogitsProcessor, constrain
+    from .reasoning import reasoning_then
+    from .tool_calls import tools
 
 __version__ = "0.1.0"
 
@@ -52,6 +55,8 @@ _LAZY = {
     "json_value": "grammars.json_schema",
     "ASAp": "samplers.asap",
     "GCD": "samplers.asap",
+    "reasoning_then": "reasoning",
+    "tools": "tool_calls",
 }
 
 
@@ -75,6 +80,7 @@ __all__ = [
     "ModelLoadError",
     "SamplerConfigError",
     "TokenizerError",
+    "ToolCallError",
     "UnsupportedFeatureError",
     "Vocabulary",
     "__version__",
@@ -88,5 +94,7 @@ __all__ = [
     "json_value",
     "load_default_model",
     "load_model",
+    "reasoning_then",
     "regex",
+    "tools",
 ]

@@ -53,6 +53,10 @@ class MissingDependencyError(GuideError, ImportError):
     """An optional dependency is missing; the message names the extra to install."""
 
 
+class ToolCallError(GuideError, ValueError):
+    """Text that should hold tool calls does not (unconstrained output, or a call the tools reject)."""
+
+
 __all__ = [
     "ConstraintViolation",
     "EmptyLanguageError",
@@ -63,5 +67,6 @@ __all__ = [
     "ModelLoadError",
     "SamplerConfigError",
     "TokenizerError",
+    "ToolCallError",
     "UnsupportedFeatureError",
 ]

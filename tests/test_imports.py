@@ -33,7 +33,7 @@ def test_public_api_is_pinned():
             "GuideDeadEnd", "GuideError", "GuideLogitsProcessor", "IncompleteGenerationError", "Matcher",
             "MissingDependencyError", "ModelLoadError", "TokenizerError", "UnsupportedFeatureError",
             "Vocabulary", "__version__", "allocate_bitmask", "apply_bitmask", "choice", "constrain",
-            "generate", "grammar", "json_schema", "json_value", "load_default_model", "load_model", "regex",
+            "generate", "grammar", "json_schema", "json_value", "load_default_model", "load_model", "reasoning_then", "regex", "ToolCallError", "tools",
         ]
     )
     for name in guide.__all__:

@@ -16,6 +16,7 @@ import typer
 
 from ..errors import GuideDeadEnd, GuideError
 from .run import Options, UsageError, run_generation
+from .tools_cmd import MaxReasoningOpt, ReasonOpt, reasoning_factory, tools_command
 
 app = typer.Typer(
     name="guide",
@@ -197,11 +198,16 @@ def json_command(
     gamma: GammaOpt = 4,
     threshold: ThresholdOpt = None,
     utility: UtilityOpt = "chrf",
+    reason: ReasonOpt = False,
+    max_reasoning_tokens: MaxReasoningOpt = 128,
 ) -> None:
-    """Generate a JSON document valid against the schema."""
+    """Generate a JSON document valid against the schema (after free <think> reasoning with --reason)."""
     if str(schema) == "-" and prompt == "-":
         _fail("the schema and the prompt cannot both come from stdin", 2)
-    _run(lambda: _json_constraint(schema, strict, whitespace), prompt, Options.pick(locals()))
+    make = lambda: _json_constraint(schema, strict, whitespace)
+    if reason:
+        make = reasoning_factory(make, max_reasoning_tokens)
+    _run(make, prompt, Options.pick(locals()))
 
 
 @app.command()
@@ -337,6 +343,7 @@ def bench(quick: Annotated[bool, typer.Option("--quick", help="A short smoke run
 from .code import code as _code  # noqa: E402 - registered here, defined in its own module
 
 app.command("code")(_code)
+app.command("tools")(tools_command)
 
 
 def main() -> None:
