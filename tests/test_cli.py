@@ -261,3 +261,12 @@ def test_ead_threshold_flag(model_dir):
     # forced tokens have entropy 0), at 1000 none (tests/test_switching.py has the exact checks)
     assert json.loads(invoke(*common, "--threshold", "0").stdout)["diagnostics"]["large_fraction"] >= 0.5
     assert json.loads(invoke(*common, "--threshold", "1000").stdout)["diagnostics"]["large_fraction"] == 0.0
+
+
+def test_usage_errors_of_the_installed_command_are_one_line():
+    exe = Path(sys.executable).with_name("guide")
+    for args in (["regex", "[0-9]", "x", "--alpha", "1.5"], ["regex"], ["nope"]):
+        out = subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=60, check=False)
+        assert out.returncode == 2, (args, out.stderr)
+        assert len(out.stderr.strip().splitlines()) == 1 and out.stderr.startswith("guide: "), out.stderr
+        assert "Traceback" not in out.stderr and not out.stdout

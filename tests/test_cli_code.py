@@ -62,3 +62,24 @@ def test_default_path_keeps_the_package_folder():
     assert _default_path(ROOT / "bank" / "models.py", ROOT) == str(Path("bank") / "models.py")
     assert _default_path(Path("/elsewhere/x.py"), ROOT) == "x.py"
     assert _default_path(Path("-"), ROOT) == "main.py"
+
+
+def test_monitor_spellings_of_the_cli_issue():
+    from guide.cli.code import parse_monitors
+
+    assert parse_monitors("member-access,arity,names") == ("member", "call", "name")
+    assert parse_monitors("all") == ("member", "call", "name")
+    assert parse_monitors("call, member") == ("call", "member")
+    assert parse_monitors("types") is None and parse_monitors("member,types") is None
+
+
+def test_project_and_lang_options(tmp_path, model_dir):
+    prefix = tmp_path / "main.py"
+    prefix.write_text(PREFIX)
+    result = RUNNER.invoke(app, ["code", str(prefix), "--lang", "python", "--project", str(ROOT), "--model", str(model_dir),
+                                 "--monitor", "member-access", "--max-tokens", "6", "--free", "--json"])
+    assert result.exit_code in (0, 1), result.stderr
+    name = re.match(r"[A-Za-z_]\w*", json.loads(result.stdout)["text"])
+    assert name is not None and any(m.startswith(name.group()) for m in _members())
+    result = RUNNER.invoke(app, ["code", str(prefix), "--lang", "java", "--project", str(ROOT)])
+    assert result.exit_code == 2 and "Python only" in result.stderr

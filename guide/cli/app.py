@@ -340,14 +340,29 @@ def bench(quick: Annotated[bool, typer.Option("--quick", help="A short smoke run
     raise typer.Exit(subprocess.call([sys.executable, str(script), *(["--quick"] if quick else [])]))
 
 
-from .code import code as _code  # noqa: E402 - registered here, defined in its own module
+from .code import code as _code  # registered here, defined in its own module
 
 app.command("code")(_code)
 app.command("tools")(tools_command)
 
 
 def main() -> None:
-    app()
+    """The console script: click's usage errors become one line on stderr and exit code 2, like
+    guide's own errors (typer would draw a multi-line box)."""
+    # typer vendors click; its UsageError (bad option value, missing argument, unknown command)
+    # is public only as the base class of typer.BadParameter
+    usage_error = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
+    try:
+        code = app(standalone_mode=False)
+    except usage_error as exc:
+        ctx = getattr(exc, "ctx", None)
+        hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+        typer.echo(f"guide: {exc.format_message()}{hint}", err=True)
+        raise SystemExit(2) from None
+    except typer.Abort:
+        typer.echo("guide: aborted", err=True)
+        raise SystemExit(130) from None
+    raise SystemExit(code if isinstance(code, int) else 0)
 
 
 __all__ = ["app", "main"]

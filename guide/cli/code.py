@@ -11,6 +11,19 @@ import typer
 from .run import Options, UsageError
 
 MONITOR_CHOICES = {"member": ("member",), "call": ("call",), "name": ("name",), "all": ("member", "call", "name")}
+# the spellings of the CLI issue: --monitor member-access,arity,names
+MONITOR_ALIASES = {"member-access": "member", "arity": "call", "names": "name"}
+
+
+def parse_monitors(value: str) -> tuple[str, ...] | None:
+    """`member`, `all`, or a comma list (`member-access,arity`); None when a name is unknown."""
+    kinds: list[str] = []
+    for part in (p.strip() for p in value.split(",")):
+        choice = MONITOR_CHOICES.get(MONITOR_ALIASES.get(part, part))
+        if choice is None:
+            return None
+        kinds += [k for k in choice if k not in kinds]
+    return tuple(kinds) or None
 
 
 def _default_path(prefix: Path, project: Path) -> str:
@@ -23,11 +36,16 @@ def _default_path(prefix: Path, project: Path) -> str:
 
 def code(
     prefix: Annotated[Path, typer.Argument(help="The code before the cursor: a .py file ('-' reads stdin); its final newline is dropped.")],
-    root: Annotated[Path | None, typer.Option("--root", help="Project folder of Python files (default: PREFIX's folder).")] = None,
+    root: Annotated[
+        Path | None, typer.Option("--root", "--project", help="Project folder of Python files (default: PREFIX's folder).")
+    ] = None,
+    lang: Annotated[str, typer.Option("--lang", help="The language of PREFIX: python (the only one monitors support).")] = "python",
     path: Annotated[
         str | None, typer.Option("--path", help="The file being written, relative to --root (default: PREFIX's place in it, else its name).")
     ] = None,
-    monitor: Annotated[str, typer.Option("--monitor", help="member | call | name | all (repeat to combine).")] = "member",
+    monitor: Annotated[str, typer.Option(
+        "--monitor", help="member | call | name | all, or a comma list (also member-access, arity, names)."
+    )] = "member",
     line: Annotated[bool, typer.Option("--line/--free", help="Stop at the end of the current line (a regex & the monitors).")] = True,
     model: Annotated[Path | None, typer.Option("--model", help="A local Hugging Face model folder (default: the embedded SmolLM2).")] = None,
     max_tokens: Annotated[int, typer.Option("--max-tokens", min=1, help="Most new tokens to generate.")] = 32,
@@ -45,9 +63,12 @@ def code(
         _fail(f"cannot read PREFIX {prefix}: {exc.strerror}", 2)
     if text.endswith("\n") and not text.endswith("\n\n"):
         text = text[:-1]  # the file's final newline: the cursor sits at the end of its last line
-    kinds = MONITOR_CHOICES.get(monitor)
+    if lang.lower() != "python":
+        _fail(f"--lang {lang!r}: monitors analyse Python only (jedi)", 2)
+    kinds = parse_monitors(monitor)
     if kinds is None:
-        _fail(f"--monitor has to be one of {', '.join(MONITOR_CHOICES)}, not {monitor!r}", 2)
+        known = ", ".join([*MONITOR_CHOICES, *MONITOR_ALIASES])
+        _fail(f"--monitor has to be one of {known} (or a comma list), not {monitor!r}", 2)
     if sampler not in ("greedy", "sample"):
         _fail(f"--sampler has to be greedy or sample for `guide code`, not {sampler!r}", 2)
     project = root if root is not None else (Path.cwd() if str(prefix) == "-" else prefix.resolve().parent)
