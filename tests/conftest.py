@@ -56,3 +56,15 @@ def tiny_llama_dir(tmp_path_factory, smollm2_tokenizer) -> Any:
     LlamaForCausalLM(config).save_pretrained(folder)
     smollm2_tokenizer.save_pretrained(folder)
     return folder
+
+
+@pytest.fixture
+def one_torch_thread() -> Any:
+    """torch on one thread, restored after: tiny forwards on a shared 2-core machine ran 10-40x
+    slower with torch's default thread count (same outputs)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -301,19 +301,10 @@ def test_works_with_composed_constraints():
     assert all(s.text in strings for s in sampler.sample(prompt, n=50))
 
 
-@pytest.fixture
-def one_thread():
-    """torch's default thread count spins badly on a loaded 2-core machine (10x slower here)."""
-    import torch
-
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 @pytest.mark.model
-def test_embedded_model_prompt_cache_is_exact_and_outputs_are_accepted(one_thread):
+def test_embedded_model_prompt_cache_is_exact_and_outputs_are_accepted(one_torch_thread):
     model, tok = guide.load_default_model()
     prompt, constraint = "Name a French city. One word.", guide.choice(["Lyon", "Nice"])
     cached = ASAp(model, tok, constraint, seed=0, max_new_tokens=6)

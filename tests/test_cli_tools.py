@@ -20,19 +20,8 @@ TOOLS = [
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory, smollm2_tokenizer):
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=49152, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-        num_attention_heads=2, num_key_value_heads=1, eos_token_id=2, pad_token_id=2, bos_token_id=1,
-    )
-    folder = tmp_path_factory.mktemp("tiny-llama")
-    LlamaForCausalLM(config).save_pretrained(folder)
-    smollm2_tokenizer.save_pretrained(folder)
-    return folder
+def model_dir(tiny_llama_dir):
+    return tiny_llama_dir
 
 
 def test_tools_prints_parsed_calls(model_dir, tmp_path):

@@ -27,14 +27,9 @@ from guide.samplers.models import TableLM, check_same_tokenizer, hashed_table, t
 from guide.testing import toy_vocab
 from guide.vocab import Vocabulary
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see tests/conftest.py
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny forwards on a shared 2-core machine run far faster on one thread."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+
 
 
 # ---------------------------------------------------------------- the formula

@@ -17,6 +17,8 @@ from guide.samplers import MBR, Utility, make_utility
 from guide.samplers.mbr import expected_utilities
 from guide.samplers.utilities import Bleu, ChrF, Embedding, ExactMatch, Judge, last_number
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see tests/conftest.py
+
 
 class TableUtility(Utility):
     """u(h, r) read from a fixed matrix; records every pair it is asked for."""
@@ -308,16 +310,6 @@ def embedded():
     return load_default_model()
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread for these tests (restored after): on this shared 2-core machine two threads
-    made the 4-candidate JSON test 40x slower (124 s against 3 s), with identical outputs."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.mark.model

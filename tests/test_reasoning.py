@@ -157,19 +157,10 @@ def test_multi_token_delimiters_on_the_smollm2_tokenizer(smollm2_tokenizer):
     assert all(re.fullmatch(rb"[0-9]+", vocab.tokens[t]) for t in m.allowed_tokens())
 
 
-@pytest.fixture
-def one_thread():
-    """torch on one thread: on a shared 2-core machine two threads run several times slower."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.mark.model
-@pytest.mark.usefixtures("one_thread")
+@pytest.mark.usefixtures("one_torch_thread")
 def test_embedded_model_reasons_then_answers_valid_json():
     model, tok = guide.load_default_model()
     c = guide.reasoning_then(guide.json_schema(SCHEMA), max_reasoning_tokens=16)

@@ -208,19 +208,10 @@ def test_format_detection_and_prompts(smollm2_tokenizer):
     assert '"name": "add"' in prompt and '{"tool_calls": [' in prompt and prompt.endswith("<|im_start|>assistant\n")
 
 
-@pytest.fixture
-def one_thread():
-    """torch on one thread: on a shared 2-core machine two threads run several times slower."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.mark.model
-@pytest.mark.usefixtures("one_thread")
+@pytest.mark.usefixtures("one_torch_thread")
 def test_embedded_model_calls_a_listed_tool():
     model, tok = guide.load_default_model()
     c = guide.tools(TOOLS, tokenizer=tok, allow_text=False, max_calls=1)

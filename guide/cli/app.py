@@ -72,9 +72,10 @@ def _fail(message: str, code: int) -> None:
     raise typer.Exit(code)
 
 
-def _run(constraint_factory, prompt: str | None, opts: Options) -> None:
+def _guarded(action) -> None:
+    """Run a command's body: its exit code, or guide's errors as one line (dead end 1, others 2)."""
     try:
-        code = run_generation(constraint_factory, prompt, opts)
+        code = action()
     except UsageError as exc:
         _fail(str(exc), 2)
     except GuideDeadEnd as exc:
@@ -82,6 +83,10 @@ def _run(constraint_factory, prompt: str | None, opts: Options) -> None:
     except GuideError as exc:
         _fail(str(exc), 2)
     raise typer.Exit(code)
+
+
+def _run(constraint_factory, prompt: str | None, opts: Options) -> None:
+    _guarded(lambda: run_generation(constraint_factory, prompt, opts))
 
 
 @app.command()

@@ -12,7 +12,6 @@ from typing import Annotated
 import typer
 
 from ..constraint import Constraint
-from ..errors import GuideDeadEnd, GuideError
 from .run import UsageError, _load, read_prompts
 
 ReasonOpt = Annotated[
@@ -63,20 +62,9 @@ def tools_command(
 
     Prints one JSON object per prompt: {"text", "tool_calls": [{"name", "arguments"}], "complete"}.
     """
-    try:
-        code = _tools(tools_file, prompt, text, format, strict, model, max_tokens, max_calls, input_file)
-    except UsageError as exc:
-        _fail(str(exc), 2)
-    except GuideDeadEnd as exc:
-        _fail(str(exc), 1)
-    except GuideError as exc:
-        _fail(str(exc), 2)
-    raise typer.Exit(code)
+    from .app import _guarded
 
-
-def _fail(message: str, code: int) -> None:
-    typer.echo(f"guide: {message.splitlines()[0]}", err=True)
-    raise typer.Exit(code)
+    _guarded(lambda: _tools(tools_file, prompt, text, format, strict, model, max_tokens, max_calls, input_file))
 
 
 def _tools(tools_file, prompt, allow_text, fmt, strict, model_dir, max_tokens, max_calls, input_file) -> int:
