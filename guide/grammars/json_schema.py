@@ -2391,7 +2391,8 @@ class JsonSchema(Constraint):
     def _compile(self, vocab) -> Compiled:
         from .cfg import Grammar
 
-        return Grammar(self.lark_text).compile(vocab)
+        # not through the compile cache again: one entry per schema, not two for one object
+        return Grammar(self.lark_text)._compile(vocab)
 
 
 def json_schema(
