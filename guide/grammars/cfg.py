@@ -38,9 +38,9 @@ differently; regex classes ``\d``, ``\w``, ``\s`` are ASCII-only here (lark's ar
 
 from __future__ import annotations
 
-from collections import deque
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -51,6 +51,7 @@ import numpy as np
 from ..bitmask import bitmask_width, bits_from_ids
 from ..constraint import Compiled, Constraint, Matcher
 from ..errors import EmptyLanguageError, GrammarError, UnsupportedFeatureError
+from .bytedfa import unique_rows
 from .regex import Regex
 from .token_index import token_table
 
@@ -101,7 +102,6 @@ def build_lark(text: str, **options):
 @lru_cache(maxsize=1)
 def _known_lookaround_terminals() -> dict[str, str]:
     """lark's compiled regex for each common terminal in `_COMMON_TRANSLATIONS` -> our regex."""
-    import lark
 
     names = ", ".join(_COMMON_TRANSLATIONS)
     text = "start: " + " ".join(_COMMON_TRANSLATIONS) + f"\n%import common ({names})\n"
@@ -143,17 +143,6 @@ def _terminal_regex(term) -> str:
     return _known_lookaround_terminals().get(regexp, regexp)
 
 
-def _unique_rows(rows: np.ndarray, mix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """np.unique(rows, axis=0, return_inverse=True), through a 1-D hash of each row (many times
-    faster for wide rows); exact: a hash collision is detected and falls back to the slow way."""
-    _, first, inverse = np.unique(rows @ mix, return_index=True, return_inverse=True)
-    uniq = rows[first]
-    inverse = np.asarray(inverse).reshape(-1)
-    if not np.array_equal(uniq[inverse], rows):
-        uniq, inverse = np.unique(rows, axis=0, return_inverse=True)
-    return uniq, np.asarray(inverse).reshape(-1)
-
-
 def _build_lexer(terminals: list, ignored: set[str], time_budget_s: float, deadline: float) -> _Lexer:
     from lark.lexer import PatternStr
 
@@ -189,7 +178,6 @@ def _build_lexer(terminals: list, ignored: set[str], time_budget_s: float, deadl
     ids: dict[tuple[int, ...], int] = {}
     order = [start]
     rows: list[np.ndarray] = []
-    mix = np.random.default_rng(0).integers(1, 2**62, size=k, dtype=np.int64) | 1
     i = 0
     while i < len(order):
         if time.monotonic() > deadline:
@@ -199,7 +187,7 @@ def _build_lexer(terminals: list, ignored: set[str], time_budget_s: float, deadl
             )
         cur = order[i]
         nxt = np.stack([dfas[t].transitions[cur[t]] for t in range(k)], axis=1)  # [256, k]
-        uniq, inverse = _unique_rows(nxt, mix)
+        uniq, inverse = unique_rows(nxt)
         targets = []
         for row in uniq:
             if (row == deads).all():
@@ -384,7 +372,7 @@ class Grammar(Constraint):
 class _Node:
     """A set of token remainders (unit, offset) starting a fresh lexeme."""
 
-    __slots__ = ("rows", "offs")
+    __slots__ = ("offs", "rows")
 
     def __init__(self, rows: np.ndarray, offs: np.ndarray) -> None:
         self.rows = rows
@@ -394,7 +382,7 @@ class _Node:
 class _Walk:
     """All tokens of one node (or of the vocabulary) walked from one lexer state under one accept set."""
 
-    __slots__ = ("acc", "inside_ids", "inside_ends", "group0", "term0", "cross", "by_valid")
+    __slots__ = ("acc", "by_valid", "cross", "group0", "inside_ends", "inside_ids", "term0")
 
     def __init__(self, acc: int) -> None:
         self.acc = acc
@@ -414,7 +402,7 @@ class _SuffixCache:
     Bounded: cleared when full (a race between threads only recomputes a value).
     """
 
-    __slots__ = ("depths", "data", "limit")
+    __slots__ = ("data", "depths", "limit")
 
     def __init__(self, limit: int) -> None:
         self.depths: dict = {}
@@ -969,7 +957,7 @@ class GrammarCompiled(Compiled):
 
 
 class GrammarMatcher(Matcher):
-    __slots__ = ("compiled", "stack", "q", "done", "history")
+    __slots__ = ("compiled", "done", "history", "q", "stack")
 
     def __init__(self, compiled: GrammarCompiled, stack: tuple[int, ...], q: int, done: bool, history: list) -> None:
         self.compiled = compiled
