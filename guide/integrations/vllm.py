@@ -52,9 +52,16 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 #: The constraint kinds a request may name; exactly one per request.
-KINDS = ("json_schema", "regex", "lark", "choice")
-#: Extra keys of the full form, and their flat `vllm_xargs` spelling.
-_OPTIONS = {"start": "lark_start"}
+KINDS = ("json_schema", "regex", "lark", "choice", "tools")
+#: Extra keys of the full form, and their flat `vllm_xargs` spelling: `start` (lark's start
+#: rule), `allow_text` (tools: plain text instead of calls is allowed, default true), `reason`
+#: (free <think> reasoning first, CRANE-style) with `max_reasoning_tokens`.
+_OPTIONS = {
+    "start": "lark_start",
+    "allow_text": "tools_allow_text",
+    "reason": "reason",
+    "max_reasoning_tokens": "max_reasoning_tokens",
+}
 _FLAT_KEYS = (*KINDS, *_OPTIONS.values())
 #: Largest spec (characters of its text / canonical JSON) a request may carry; bigger ones are
 #: refused at admission, before any parsing work. `GUIDE_VLLM_MAX_SPEC_CHARS` overrides it.
@@ -136,6 +143,15 @@ def _canonical(kind: str, value: Any) -> str:
         if isinstance(value, str) or not isinstance(value, Sequence) or not all(isinstance(v, str) for v in value):
             raise _Invalid("guide: choice must be a list of strings")
         return json.dumps(list(value))
+    if kind == "tools":
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError as exc:
+                raise _Invalid(f"guide: tools is not valid JSON: {exc}") from None
+        if isinstance(value, str) or not isinstance(value, Sequence):
+            raise _Invalid("guide: tools must be a list of tool schemas (OpenAI style or {name, parameters})")
+        return json.dumps(list(value), separators=(",", ":"))
     if not isinstance(value, str):
         raise _Invalid(f"guide: {kind} must be a string, not {type(value).__name__}")
     return value
@@ -167,14 +183,43 @@ def _parse(extra_args: Mapping[str, Any] | None) -> Constraint | None:
         raise _Invalid(f"guide: 'start' only applies to lark grammars, not to {kind}")
     if not isinstance(start, str):
         raise _Invalid(f"guide: start must be a string, not {type(start).__name__}")
+    if "allow_text" in args and kind != "tools":
+        raise _Invalid(f"guide: 'allow_text' only applies to tools, not to {kind}")
+    allow_text = _flag(args, "allow_text", default=True)
+    reason = _flag(args, "reason", default=False)
+    cap = args.get("max_reasoning_tokens", 256)
+    if "max_reasoning_tokens" in args and not reason:
+        raise _Invalid("guide: 'max_reasoning_tokens' needs 'reason': true")
+    if isinstance(cap, str) and cap.isdigit():  # vllm_xargs values arrive as text
+        cap = int(cap)
+    if isinstance(cap, bool) or not isinstance(cap, int) or cap < 1:
+        raise _Invalid(f"guide: max_reasoning_tokens must be a positive integer, not {cap!r}")
     text = _canonical(kind, args[kind])
     if len(text) > MAX_SPEC_CHARS:
         raise _Invalid(f"guide: the {kind} spec has {len(text)} characters, more than the limit of {MAX_SPEC_CHARS}")
-    return _build_spec(kind, text, start)
+    spec = _build_spec(kind, text, start, allow_text)
+    return _reasoning(spec, cap) if reason else spec
+
+
+def _flag(args: Mapping[str, Any], name: str, *, default: bool) -> bool:
+    value = args.get(name, default)
+    if isinstance(value, str) and value.lower() in ("true", "false"):  # vllm_xargs text
+        value = value.lower() == "true"
+    if not isinstance(value, bool):
+        raise _Invalid(f"guide: {name} must be true or false, not {value!r}")
+    return value
 
 
 @functools.lru_cache(maxsize=256)
-def _build_spec(kind: str, text: str, start: str) -> Constraint:
+def _reasoning(spec: Constraint, cap: int) -> Constraint:
+    """CRANE-style: free reasoning in <think>...</think> (at most `cap` tokens), then `spec`."""
+    from ..reasoning import reasoning_then
+
+    return reasoning_then(spec, max_reasoning_tokens=cap)
+
+
+@functools.lru_cache(maxsize=256)
+def _build_spec(kind: str, text: str, start: str, allow_text: bool = True) -> Constraint:
     """Spec objects by canonical text: validation and engine share one parse per distinct spec."""
     try:
         if kind == "json_schema":
@@ -195,6 +240,11 @@ def _build_spec(kind: str, text: str, start: str) -> Constraint:
             from ..grammars.regex import choice
 
             return choice(json.loads(text))
+        if kind == "tools":
+            from ..tool_calls import tools
+
+            # the documented JSON envelope {"tool_calls": [...]}: the plugin has no chat template
+            return tools(json.loads(text), allow_text=allow_text, format="json")
         from ..grammars.cfg import grammar
 
         return grammar(text, start=start)

@@ -212,6 +212,12 @@ def test_requests_with_the_same_spec_share_one_compiled_guide(proc, monkeypatch)
         ({"guide": {"regex": "a"}, "regex": "b"}, "not both"),
         ({"lark_start": "s"}, "without a constraint"),
         ({"guide": {"regex": "a", "start": "s"}}, "only applies to lark"),
+        ({"guide": {"regex": "a", "allow_text": False}}, "only applies to tools"),
+        ({"guide": {"regex": "a", "max_reasoning_tokens": 8}}, "needs 'reason': true"),
+        ({"guide": {"regex": "a", "reason": True, "max_reasoning_tokens": 0}}, "positive integer"),
+        ({"regex": "a", "reason": "maybe"}, "reason must be true or false"),
+        ({"tools": '{"name": "f"}'}, "tools must be a list"),
+        ({"tools": json.dumps([{"name": "f"}, {"name": "f"}])}, "invalid tools"),
     ],
 )
 def test_validate_params_rejects_bad_requests_with_a_clear_message(extra, message):
@@ -315,3 +321,35 @@ def test_engine_side_failures_end_only_that_request(proc, monkeypatch, caplog):
     proc.apply(logits)
     assert allowed(logits[0]) == [EOS]
     assert allowed(logits[1]) == list(range(V))
+
+
+TOOLS = [
+    {"type": "function", "function": {"name": "add", "parameters": {
+        "type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}}, "required": ["a", "b"]}}},
+    {"name": "lookup", "parameters": {"type": "object", "properties": {"q": {"type": "string"}}, "required": ["q"]}},
+]
+
+
+def _accepts(spec, vocab, tokenizer, text: str) -> bool:
+    matcher = spec.compile(vocab).matcher()
+    ids = tokenizer.encode(text, add_special_tokens=False)
+    return all(t in matcher.allowed_tokens() and matcher.advance(t) for t in ids) and matcher.is_accepting()
+
+
+def test_tools_kind_over_flat_xargs(vocab, tokenizer):
+    """Issue 12's tool calls through the plugin: names from the list only, arguments per schema."""
+    spec = parse_request({"tools": json.dumps(TOOLS), "tools_allow_text": "false"})
+    assert spec is parse_request({"guide": {"tools": TOOLS, "allow_text": False}})
+    call = '{"tool_calls": [{"name": "add", "arguments": {"a": 6, "b": 7}}]}'
+    assert _accepts(spec, vocab, tokenizer, call)
+    assert not _accepts(spec, vocab, tokenizer, call.replace('"add"', '"mul"'))
+    assert not _accepts(spec, vocab, tokenizer, call.replace("7", '"seven"'))
+    assert not _accepts(spec, vocab, tokenizer, "Forty-two.")
+    assert _accepts(parse_request({"tools": json.dumps(TOOLS)}), vocab, tokenizer, "Forty-two.")
+
+
+def test_reason_option_thinks_first_then_holds_the_constraint(vocab, tokenizer):
+    spec = parse_request({"regex": "[0-9]+", "reason": "true", "max_reasoning_tokens": "8"})
+    assert _accepts(spec, vocab, tokenizer, "<think>six times seven</think>42")
+    assert not _accepts(spec, vocab, tokenizer, "<think>six times seven</think>forty-two")
+    assert not _accepts(spec, vocab, tokenizer, "42")  # the reasoning block comes first
