@@ -145,3 +145,28 @@ def test_requests_join_and_finish_mid_batch(llm, baseline):
             assert guide.grammar(SUM).parses(out.text), out.text
         else:
             assert re.fullmatch(PHONE, out.text)
+
+
+TOOLS = [
+    {"type": "function", "function": {"name": "add", "parameters": {
+        "type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}},
+        "required": ["a", "b"], "additionalProperties": False}}},
+    {"name": "weather", "parameters": {
+        "type": "object", "properties": {"city": {"type": "string", "maxLength": 12}},
+        "required": ["city"], "additionalProperties": False}},
+]
+
+
+def test_tools_and_reasoning_modes_in_one_batch(llm):
+    """Issue 12's two modes through the engine: a forced tool call whose name is listed and whose
+    arguments validate, and <think> reasoning (capped at 16 tokens) followed by a valid answer."""
+    outs = run(llm, [("What is 6 plus 7? Call a tool.", sp(64, tools=TOOLS, allow_text=False)),
+                     ("What is 6 plus 7?", sp(48, regex="[0-9]{1,3}", reason=True, max_reasoning_tokens=16))])
+    call = json.loads(outs[0].text)["tool_calls"]
+    assert call and {c["name"] for c in call} <= {"add", "weather"}, outs[0].text
+    for c in call:
+        schema = TOOLS[0]["function"]["parameters"] if c["name"] == "add" else TOOLS[1]["parameters"]
+        jsonschema.validate(c["arguments"], schema)
+    thought, _, answer = outs[1].text.partition("</think>")
+    assert thought.startswith("<think>") and re.fullmatch("[0-9]{1,3}", answer), outs[1].text
+    assert all(o.finish_reason == "stop" for o in outs)
