@@ -554,8 +554,9 @@ def _encode(tokenizer: Any, prompts: Sequence[str], chat: bool | None) -> list[l
 
 
 def _text_setup(
-    expert: Any, amateur: Any, tokenizer: Any, amateur_tokenizer: Any
-) -> tuple[Vocabulary, list[int]]:
+    expert: Any, amateur: Any, tokenizer: Any, amateur_tokenizer: Any, prompts: str | Sequence[str]
+) -> tuple[Vocabulary, list[int], int, list[str]]:
+    """What every text-in wrapper needs: (vocabulary, EOS ids, pad id, the prompts as a list)."""
     from ..generate import eos_ids_of
     from ..vocab import Vocabulary
 
@@ -564,7 +565,10 @@ def _text_setup(
     eos = eos_ids_of(expert, tokenizer)
     width = shared_width(expert.config.vocab_size, amateur.config.vocab_size)
     width = max(width, len(tokenizer))
-    return Vocabulary.from_tokenizer(tokenizer, width, eos_token_id=eos), eos
+    vocab = Vocabulary.from_tokenizer(tokenizer, width, eos_token_id=eos)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos[0]
+    batch = [prompts] if isinstance(prompts, str) else list(prompts)
+    return vocab, eos, pad, batch
 
 
 def contrastive_generate(
@@ -586,10 +590,8 @@ def contrastive_generate(
     `output.texts` holds the decoded continuations; other keywords go to `contrastive_decode` /
     `scd_decode` (alpha, lam, amateur_temperature, mode, do_sample, seed, ...).
     """
-    vocab, eos = _text_setup(expert, amateur, tokenizer, amateur_tokenizer)
-    batch = [prompts] if isinstance(prompts, str) else list(prompts)
+    vocab, eos, pad, batch = _text_setup(expert, amateur, tokenizer, amateur_tokenizer, prompts)
     ids = _encode(tokenizer, batch, chat)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos[0]
     if speculative:
         parts = [
             scd_decode(
@@ -650,15 +652,13 @@ def uscd_generate(
     Other keywords go to `contrastive_decode` (alpha, lam, do_sample, seed, ...)."""
     from .lame import lame_prompt
 
-    vocab, eos = _text_setup(model, model, tokenizer, None)
-    batch = [prompts] if isinstance(prompts, str) else list(prompts)
+    vocab, eos, pad, batch = _text_setup(model, model, tokenizer, None, prompts)
     if lame_prompts is None:
         lame = [lame_prompt(p) for p in batch]
     else:
         lame = [lame_prompts] if isinstance(lame_prompts, str) else list(lame_prompts)
         if len(lame) != len(batch):
             raise SamplerConfigError(f"{len(lame)} lame prompts for {len(batch)} prompts")
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos[0]
     result = uscd_decode(
         model,
         _encode(tokenizer, batch, chat),

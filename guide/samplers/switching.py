@@ -311,10 +311,8 @@ def ead_generate(
     `tokenizer` (TokenizerError otherwise). Other keywords go to `ead_decode`."""
     from .contrastive import _encode, _text_setup
 
-    vocab, eos = _text_setup(large, small, tokenizer, small_tokenizer)
-    batch = [prompts] if isinstance(prompts, str) else list(prompts)
+    vocab, eos, pad, batch = _text_setup(large, small, tokenizer, small_tokenizer, prompts)
     ids = _encode(tokenizer, batch, chat)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos[0]
     result = ead_decode(
         small,
         large,
