@@ -460,6 +460,7 @@ class GrammarCompiled(Compiled):
         self._node_cache = _SuffixCache(_MASK_CACHE_LIMIT)
         self._best: dict = {}
         self._restricted: dict = {}
+        self._preds: dict = {}
         self._viable: dict = {}
         self._walks: dict = {}
         self._node_walks: dict = {}
@@ -714,21 +715,49 @@ class GrammarCompiled(Compiled):
         key = (acc, valid)
         hit = self._viable.get(key)
         if hit is None:
-            tr, best = self.restricted(acc)
+            _tr, best = self.restricted(acc)
             n = self.lexer.dead
             good_term = np.zeros(len(self.lexer.names) + 1, dtype=bool)
             for t in range(len(self.lexer.names)):
                 good_term[t] = (valid >> t) & 1
             good = good_term[best]  # best == -1 -> last slot, False
             good[n] = False
-            table = tr.reshape(n + 1, self.n_cls)
-            while True:
-                grown = good | good[table].any(axis=1)
-                grown[n] = False
-                if (grown == good).all():
+            # backwards breadth-first search over the restricted transitions: each edge is looked
+            # at once (a fixpoint over the whole table cost one full pass per level)
+            indptr, preds = self._predecessors(acc)
+            frontier = np.flatnonzero(good)
+            while frontier.size:
+                starts, ends = indptr[frontier], indptr[frontier + 1]
+                counts = ends - starts
+                total = int(counts.sum())
+                if not total:
                     break
-                good = grown
+                offs = np.repeat(starts - np.cumsum(counts) + counts, counts)
+                cand = preds[offs + np.arange(total)]
+                cand = cand[~good[cand]]
+                if not cand.size:
+                    break
+                good[cand] = True
+                frontier = np.unique(cand)
+            good[n] = False
             hit = self._viable[key] = good
+        return hit
+
+    def _predecessors(self, acc: int) -> tuple[np.ndarray, np.ndarray]:
+        """CSR of the reversed restricted transition graph: predecessors of state s are
+        preds[indptr[s]:indptr[s + 1]] (dead state excluded)."""
+        hit = self._preds.get(acc)
+        if hit is None:
+            tr, _best = self.restricted(acc)
+            n = self.lexer.dead
+            src = np.repeat(np.arange(n + 1, dtype=np.int32), self.n_cls)
+            keep = (tr != n) & (src != n)
+            dst, src = tr[keep], src[keep]
+            pair = np.unique(dst.astype(np.int64) * (n + 1) + src)
+            dst, src = pair // (n + 1), (pair % (n + 1)).astype(np.int32)
+            indptr = np.zeros(n + 2, dtype=np.int64)
+            np.add.at(indptr, dst + 1, 1)
+            hit = self._preds[acc] = (np.cumsum(indptr), src)
         return hit
 
     # -- vocabulary walks ---------------------------------------------------------------------------
