@@ -574,3 +574,28 @@ def test_compile_and_mask_are_fast_enough(smollm2_tokenizer, vocab):
         assert m.advance(t)
     assert m.is_accepting()
     assert compile_s < 5  # generous: shared CI machines; the benchmark checks the real targets
+
+
+@pytest.mark.model
+@pytest.mark.parametrize("name", ["json", "sql"])
+def test_trie_walk_equals_the_per_unit_walk(grammars, vocab, name):
+    """Whole-vocabulary walks step the units' trie level by level; from every reachable lexer
+    state they must give what walking each unit separately gives (the path remainders take)."""
+    c = grammars[name].compile(vocab)
+    zeros = np.zeros(len(c.all_units), dtype=np.int64)
+    checked = 0
+    for acc in sorted(set(c.lark_accepts)):
+        tr, _best = c.restricted(acc)
+        states = {c.lexer.initial} | {int(x) for x in np.unique(tr) if x != c.lexer.dead}
+        for q in sorted(states)[:12]:
+            a = c._walk(c.all_units, None, q, acc)
+            b = c._walk(c.all_units, zeros, q, acc)
+            assert np.array_equal(a.inside_ids, b.inside_ids) and np.array_equal(a.inside_ends, b.inside_ends)
+            assert a.term0 == b.term0
+            assert (a.group0 is None) == (b.group0 is None)
+            assert a.group0 is None or np.array_equal(a.group0, b.group0)
+            assert [(t, n.rows.tolist(), n.offs.tolist()) for t, n in a.cross] == [
+                (t, n.rows.tolist(), n.offs.tolist()) for t, n in b.cross
+            ]
+            checked += 1
+    assert checked > 20
