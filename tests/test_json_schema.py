@@ -7,6 +7,7 @@ are defined as exactly that (see guide/grammars/cfg.py)."""
 from __future__ import annotations
 
 import json
+import re
 import random
 import warnings
 from functools import lru_cache
@@ -860,4 +861,9 @@ def test_every_format_string_passes_the_format_checker(fmt, data):
     from guide.grammars.json_schema import FORMATS
 
     s = data.draw(st.from_regex(FORMATS[fmt][0], fullmatch=True))
+    if fmt == "relative-json-pointer":
+        # jsonschema's checker (with the format extras) rejects any integer prefix with a 0 after
+        # its first digit ("100#"); the draft's grammar, checked directly instead:
+        assert re.fullmatch(r"(0|[1-9][0-9]*)(#|(/([^~/]|~[01])*)*)", s, re.S), s
+        return
     assert oracle({"type": "string", "format": fmt}, s), (fmt, s)
