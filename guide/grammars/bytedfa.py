@@ -204,6 +204,16 @@ def unique_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return uniq, inverse
 
 
+def _distinct_columns(table: np.ndarray) -> np.ndarray:
+    """One byte of each group of bytes whose transition columns are equal (all bytes when a hash
+    collision would merge two different columns)."""
+    h = np.ascontiguousarray(table.T).astype(np.int64, copy=False) @ _mix(table.shape[0])
+    _, first, inv = np.unique(h, return_index=True, return_inverse=True)
+    if not np.array_equal(table[:, first[np.asarray(inv).reshape(-1)]], table):
+        return np.arange(table.shape[1])
+    return np.sort(first)
+
+
 _MIXES: dict[int, np.ndarray] = {}
 
 
@@ -218,9 +228,10 @@ def _trim(rows: np.ndarray, accepting: np.ndarray, check_time: Callable[[], None
     """Keep the states that are reachable (they all are) and co-reachable; map the rest to `dead`."""
     n = rows.shape[0]
     live = accepting.copy()
+    narrow = rows[:, _distinct_columns(rows)]  # bytes no state tells apart: one column
+    safe = np.where(narrow >= 0, narrow, 0)
     while True:
-        safe = np.where(rows >= 0, rows, 0)
-        reach = ((rows >= 0) & live[safe]).any(axis=1) | live
+        reach = ((narrow >= 0) & live[safe]).any(axis=1) | live
         if (reach == live).all():
             break
         live = reach
@@ -250,11 +261,12 @@ def _minimise(
     _, classes = np.unique(accepting, return_inverse=True)  # 0-based class ids
     classes = classes.reshape(-1).astype(np.int64)
     n_classes = int(classes.max()) + 1
+    narrow = table[:n][:, _distinct_columns(table[:n])]  # bytes no state tells apart: one column
     while True:
         ext = np.append(classes, -1)  # the dead state is its own class
         if check_time is not None:
             check_time()
-        signature = np.concatenate([classes[:, None], ext[table[:n]]], axis=1)
+        signature = np.concatenate([classes[:, None], ext[narrow]], axis=1)
         _, refined = unique_rows(signature)
         count = int(refined.max()) + 1
         if count == n_classes:
