@@ -867,3 +867,18 @@ def test_every_format_string_passes_the_format_checker(fmt, data):
         assert re.fullmatch(r"(0|[1-9][0-9]*)(#|(/([^~/]|~[01])*)*)", s, re.S), s
         return
     assert oracle({"type": "string", "format": fmt}, s), (fmt, s)
+
+
+def test_multiple_of_next_to_other_numbers_in_anyof_is_refused_not_mislexed():
+    """multipleOf integers are lexed digit by digit; beside another number set in a union the
+    lexer would have to cut "10" two ways and rejected it (found by the fuzz suite)."""
+    schema = {"anyOf": [{"type": "integer", "multipleOf": 5}, {"type": "integer", "minimum": 0, "maximum": 1}]}
+    with pytest.raises(UnsupportedFeatureError) as exc:
+        schema_to_lark(schema)
+    assert exc.value.feature == "multipleOf" and exc.value.where == "/anyOf"
+    with pytest.warns(GuideSchemaWarning, match="multipleOf"):
+        js = json_schema(schema, strict=False)
+    assert all(accepts(js.lark_text, s) for s in ["10", "0", "1", "5", "3"])  # widened: any integer
+    # one multipleOf alone, or beside non-numbers, still compiles and stays exact
+    alone = schema_to_lark({"anyOf": [{"type": "integer", "multipleOf": 5}, {"type": "string"}]}).lark_text
+    assert accepts(alone, "10") and accepts(alone, '"x"') and not accepts(alone, "11")

@@ -769,6 +769,7 @@ class Part:
     lits: set = field(default_factory=set)  # "true", "false", "null"
     rules: list = field(default_factory=list)  # nonterminals (objects, arrays, opaque refs)
     types: set = field(default_factory=set)  # JSON types the part may produce
+    digit_rule: str | None = None  # a multipleOf integer rule, lexed digit by digit
 
     def empty(self) -> bool:
         return not (self.any or self.strings or not self.nums.empty() or self.lits or self.rules)
@@ -783,6 +784,25 @@ class Part:
             self.lits | other.lits,
             self.rules + [r for r in other.rules if r not in self.rules],
             self.types | other.types,
+            self.digit_rule or other.digit_rule,
+        )
+
+    def clashes_with(self, other: Part) -> bool:
+        """Numbers lexed digit by digit (multipleOf) next to other numbers: the lexer would have
+        to cut one digit string two ways, and takes one without the parser's say."""
+        return bool(
+            (self.digit_rule and (other.digit_rule or not other.nums.empty()))
+            or (other.digit_rule and not self.nums.empty())
+        )
+
+    def digits_widened(self) -> Part:
+        """The lenient fallback: the multipleOf rule becomes every integer."""
+        if not self.digit_rule:
+            return self
+        every_int = NumSet(pos=[(0, None, Z)], neg=[(0, None, Z)])
+        return Part(
+            self.any, self.strings, self.nums.union(every_int), self.lits,
+            [r for r in self.rules if r != self.digit_rule], self.types,
         )
 
 
@@ -1427,6 +1447,13 @@ class _Compiler:
                 p = self.part(sub, bptr, bbase if b2 is not True else base)
             else:
                 p = self.part(b, bptr, base)
+            if result.clashes_with(p):
+                self.unsupported(
+                    _ptr(ptr, key),
+                    "multipleOf",
+                    f"multipleOf in one {key} branch with other numbers in another is not supported",
+                )
+                result, p = result.digits_widened(), p.digits_widened()
             result = result.union(p)
         if not result.any and (sum(1 for r in result.rules) > 1):
             where = _ptr(ptr, key)
@@ -1849,7 +1876,8 @@ class _Compiler:
         )
         zero = self.term("0")
         minus = self.term("-")
-        return Part(rules=[self.rule([zero, nonzero, f"{minus} {nonzero}"])], types={"integer"})
+        rule = self.rule([zero, nonzero, f"{minus} {nonzero}"])
+        return Part(rules=[rule], types={"integer"}, digit_rule=rule)
 
     @staticmethod
     def digit_class(ds: list[int]) -> str:
