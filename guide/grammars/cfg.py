@@ -244,7 +244,7 @@ class _Parser:
     end_state: int
 
 
-def _build_parser(lark_obj, start: str, term_index: dict[str, int]) -> tuple[_Parser, list[int]]:
+def _build_parser(lark_obj, start: str, term_index: dict[str, int]) -> tuple[_Parser, list[int], dict[int, str]]:
     from lark.parsers.lalr_analysis import Shift
 
     table = lark_obj.parser.parser.parser.parse_table
@@ -264,11 +264,13 @@ def _build_parser(lark_obj, start: str, term_index: dict[str, int]) -> tuple[_Pa
     actions: list[dict] = [{} for _ in range(n)]
     gotos: list[dict] = [{} for _ in range(n)]
     lark_accepts = [0] * n
+    access: dict[int, str] = {}  # state -> the symbol every transition into it reads
     for state, row in table.states.items():
         acc = 0
         for sym, (action, arg) in row.items():
             is_term = sym == _END or sym in term_index
             if action is Shift:
+                access[arg] = sym
                 if is_term:
                     actions[state][sym] = (True, arg)
                 else:
@@ -283,7 +285,7 @@ def _build_parser(lark_obj, start: str, term_index: dict[str, int]) -> tuple[_Pa
                 acc |= 1 << term_index[sym]
         lark_accepts[state] = acc
     parser = _Parser(tuple(actions), tuple(gotos), tuple(rules), table.start_states[start], table.end_states[start])
-    return parser, lark_accepts
+    return parser, lark_accepts, access
 
 
 def _wrap_lark_error(exc: Exception) -> GrammarError:
@@ -294,6 +296,83 @@ def _wrap_lark_error(exc: Exception) -> GrammarError:
     if line is not None and col is not None and f"line {line}" not in msg:
         msg = f"{msg} (at line {line} column {col})"
     return GrammarError(f"invalid lark grammar: {msg.strip()}")
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Layout rules of indentation languages that lark's contextual lexer cannot state.
+
+    lark admits every ``%ignore``d terminal everywhere and lexes a keyword only where the parser
+    takes it; Python needs newlines ignored only inside brackets (implicit line joining), no
+    leading spaces before the first statement, and reserved keywords. All three only change
+    which terminals the lexer considers in a parser state (never the parse table).
+
+    - ``keywords_of``: the identifier terminal; every string terminal it also matches (``if``,
+      ``pass``, ...) is lexed in every state, so that it is never taken as an identifier.
+    - ``bracket_ignored``: ``%ignore``d terminals admitted only inside ``()``, ``[]``, ``{}``:
+      the parser stack is scanned from the top for an unmatched opening bracket, down to a
+      state entered by one of ``line_breaks`` (terminals the grammar never takes inside
+      brackets), so that a mask reads only the stack of the current logical line.
+    - ``not_leading``: ``%ignore``d terminals not admitted at the very start of the text.
+    """
+
+    keywords_of: str | None = None
+    bracket_ignored: tuple[str, ...] = ()
+    line_breaks: tuple[str, ...] = ()
+    not_leading: tuple[str, ...] = ()
+
+
+_OPENERS = ("(", "[", "{")
+_CLOSERS = (")", "]", "}")
+
+
+def _layout_tables(layout: Layout, terminals: list, lexer: _Lexer, parser: _Parser, access: dict[int, str],
+                   lark_accepts: list[int]) -> tuple[tuple[int, ...], tuple[int, ...], int, int]:
+    """(per state accept sets, per state bracket marks, bracket-only terminal bits, line break bits).
+
+    Marks: 1 = entered by an opening bracket, -1 = by a closing one, 2 = by a line break (so it
+    lies outside brackets), 0 = other.
+    """
+    import re
+
+    from lark.lexer import PatternStr
+
+    index = {name: i for i, name in enumerate(lexer.names)}
+
+    def bits(names: tuple[str, ...], what: str, ignored: bool) -> int:
+        out = 0
+        for name in names:
+            if name not in index:
+                raise GrammarError(f"Layout.{what} names {name!r}, which is no terminal of the grammar")
+            if ignored and not (lexer.ignored >> index[name]) & 1:
+                raise GrammarError(f"Layout.{what} names {name!r}, which is not %ignore'd")
+            out |= 1 << index[name]
+        return out
+
+    keywords = 0
+    if layout.keywords_of is not None:
+        ident = bits((layout.keywords_of,), "keywords_of", False)
+        regexp = re.compile(_terminal_regex(terminals[ident.bit_length() - 1]))
+        for t, term in enumerate(terminals):
+            if isinstance(term.pattern, PatternStr) and regexp.fullmatch(term.pattern.value):
+                keywords |= 1 << t
+    bracket = bits(layout.bracket_ignored, "bracket_ignored", True)
+    breaks = bits(layout.line_breaks, "line_breaks", False)
+    leading = bits(layout.not_leading, "not_leading", True)
+    if bracket and not breaks:
+        raise GrammarError("Layout.bracket_ignored needs line_breaks (where the bracket scan stops)")
+    accepts = [(a | lexer.ignored | keywords) & ~bracket for a in lark_accepts]
+    accepts[parser.initial] &= ~leading
+    kinds = {}
+    for t, term in enumerate(terminals):
+        if isinstance(term.pattern, PatternStr) and term.pattern.value in _OPENERS:
+            kinds[term.name] = 1
+        elif isinstance(term.pattern, PatternStr) and term.pattern.value in _CLOSERS:
+            kinds[term.name] = -1
+        elif (breaks >> t) & 1:
+            kinds[term.name] = 2
+    marks = tuple(kinds.get(access.get(st, ""), 0) for st in range(len(lark_accepts)))
+    return tuple(accepts), marks, bracket, breaks
 
 
 # ---------------------------------------------------------------------------------------------
@@ -312,6 +391,7 @@ class Grammar(Constraint):
         max_rules: int = MAX_RULES,
         max_depth: int = MAX_STACK_DEPTH,
         time_budget_s: float = COMPILE_BUDGET_S,
+        layout: Layout | None = None,
     ) -> None:
         if not isinstance(lark_text, str):
             raise TypeError(f"`lark_text` has to be a str, but is {type(lark_text).__name__}")
@@ -326,6 +406,9 @@ class Grammar(Constraint):
         self.lark_text = lark_text
         self.start = start
         self.max_depth = max_depth
+        if layout is not None and not isinstance(layout, Layout):
+            raise TypeError(f"`layout` has to be a Layout, but is {type(layout).__name__}")
+        self.layout = layout
         try:
             self.lark = build_lark(lark_text, parser="lalr", lexer="contextual", start=start)
         except lark.exceptions.LarkError as exc:
@@ -342,16 +425,31 @@ class Grammar(Constraint):
         self._terminals = list(self.lark.terminals)
         self._lexer = _build_lexer(self._terminals, ignored, time_budget_s, started + time_budget_s)
         index = {name: i for i, name in enumerate(self._lexer.names)}
-        self._parser, lark_accepts = _build_parser(self.lark, start, index)
-        self._lark_accepts = tuple(a | self._lexer.ignored for a in lark_accepts)
+        self._parser, lark_accepts, access = _build_parser(self.lark, start, index)
+        self._marks: tuple[int, ...] = ()
+        self._bracket_bits = self._break_bits = 0
+        self._oracle: GrammarCompiled | None = None
+        if layout is None:
+            self._lark_accepts = tuple(a | self._lexer.ignored for a in lark_accepts)
+        else:
+            self._lark_accepts, self._marks, self._bracket_bits, self._break_bits = _layout_tables(
+                layout, self._terminals, self._lexer, self._parser, access, lark_accepts
+            )
 
     @property
     def key(self) -> str:
         depth = "" if self.max_depth == MAX_STACK_DEPTH else f"depth={self.max_depth}\x00"
-        return "lark:" + depth + self.start + "\x00" + self.lark_text
+        layout = "" if self.layout is None else f"layout={self.layout!r}\x00"
+        return "lark:" + depth + layout + self.start + "\x00" + self.lark_text
 
     def parses(self, text: str) -> bool:
-        """Whether lark itself accepts `text` (the oracle; handy in tests)."""
+        """Whether lark itself accepts `text` (the oracle; handy in tests).
+
+        With a `Layout`, lark's parser knows none of its rules, so our own lexer and parser
+        decide (byte by byte, over a vocabulary of the 256 single bytes).
+        """
+        if self.layout is not None:
+            return self._layout_parses(text)
         import lark
 
         try:
@@ -360,8 +458,19 @@ class Grammar(Constraint):
             return False
         return True
 
+    def _layout_parses(self, text: str) -> bool:
+        if self._oracle is None:
+            from ..vocab import Vocabulary
+
+            vocab = Vocabulary.from_bytes([bytes([b]) for b in range(256)] + [b""], eos_ids=[256])
+            self._oracle = self._compile(vocab)  # type: ignore[assignment]
+        c = self._oracle
+        out = c.consume(c.initial_stack(), c.lexer.initial, text.encode("utf-8", "surrogatepass"))
+        return out is not None and c.end_ok(*out)
+
     def _compile(self, vocab: Vocabulary) -> Compiled:
-        return GrammarCompiled(vocab, self._lexer, self._parser, self._lark_accepts, max_depth=self.max_depth)
+        return GrammarCompiled(vocab, self._lexer, self._parser, self._lark_accepts, max_depth=self.max_depth,
+                               marks=self._marks, bracket_bits=self._bracket_bits, break_bits=self._break_bits)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -442,9 +551,15 @@ class GrammarCompiled(Compiled):
         lark_accepts: tuple[int, ...],
         *,
         max_depth: int = MAX_STACK_DEPTH,
+        marks: tuple[int, ...] = (),
+        bracket_bits: int = 0,
+        break_bits: int = 0,
     ) -> None:
         self.vocab = vocab
         self.max_depth = max_depth
+        self.marks = marks
+        self.bracket_bits = bracket_bits
+        self.break_bits = break_bits
         self.lexer = lexer
         self.parser = parser
         self.lark_accepts = lark_accepts
@@ -550,7 +665,10 @@ class GrammarCompiled(Compiled):
                     seen.add(nxt)
                     order.append(nxt)
         order += [st for st in range(len(self.lark_accepts)) if st not in seen]
-        return list(dict.fromkeys(self.lark_accepts[st] for st in order))
+        accs = [self.lark_accepts[st] for st in order]
+        if self.bracket_bits:  # Layout: the same states inside brackets
+            accs += [self.lark_accepts[st] | self.bracket_bits for st in order if self.marks[st] != 2]
+        return list(dict.fromkeys(accs))
 
     def _precompute(self, budget_s: float) -> None:
         """Walk the vocabulary for every (accept set, lexer state) pair the grammar can reach, and
@@ -652,9 +770,13 @@ class GrammarCompiled(Compiled):
             return hit
         lx = self.lexer
         lark_acc = self.lark_accepts[stack[-1]]
+        need = 1
+        if self.bracket_bits:
+            inside, need = self._inside_brackets(stack)
+            if inside:  # a line break is never lexed inside brackets, even where lark's table reduces on one
+                lark_acc = (lark_acc | self.bracket_bits) & ~self.break_bits
         valid = lx.ignored & lark_acc
         rest = lark_acc & ~lx.ignored
-        need = 1
         t = 0
         while rest:
             if rest & 1:
@@ -667,6 +789,23 @@ class GrammarCompiled(Compiled):
         hit = (lark_acc, valid, need)
         self._ctx.put(None, stack, need, hit)
         return hit
+
+    def _inside_brackets(self, stack: tuple[int, ...]) -> tuple[bool, int]:
+        """(an opening bracket of `stack` is still open, how deep the scan read): Layout.bracket_ignored."""
+        marks = self.marks
+        balance = 0
+        n = len(stack)
+        for depth in range(1, n + 1):
+            mark = marks[stack[n - depth]]
+            if mark == 1:
+                if balance == 0:
+                    return True, depth
+                balance -= 1
+            elif mark == -1:
+                balance += 1
+            elif mark == 2:
+                return False, depth
+        return False, n
 
     def ctx(self, stack: tuple[int, ...]) -> tuple[int, int]:
         acc, valid, _ = self.ctx_n(stack)
@@ -1052,18 +1191,56 @@ def grammar(
     )
 
 
-_BUILTINS = ("json", "arithmetic", "sql")
+_BUILTINS = ("json", "arithmetic", "sql", "python")
+PYTHON_MAX_LEVEL = 12  # deepest block level of builtin("python") (4 spaces a level)
+PYTHON_LAYOUT = Layout(
+    keywords_of="NAME",
+    bracket_ignored=("BRACKET_NL",),
+    line_breaks=tuple(f"_NL{k}" for k in range(PYTHON_MAX_LEVEL + 1)),
+    not_leading=("WS",),
+)
+
+
+def expand_levels(template: str, max_level: int) -> str:
+    """Write out the block between ``// LEVELS BEGIN`` and ``// LEVELS END`` once per level 0..max_level.
+
+    In it, ``@k`` is the level, ``@n`` the next one, ``@p`` a terminal priority (k + 2, so that
+    lark's first-match lexer tries deeper indentation first, as our longest match does) and
+    ``@s`` the regex of 4*k spaces; a line starting with ``?0`` is kept at level 0 only, one
+    with ``?n`` below `max_level` only.
+    """
+    head, sep, rest = template.partition("// LEVELS BEGIN\n")
+    body, sep2, tail = rest.partition("// LEVELS END\n")
+    if not sep or not sep2:
+        raise GrammarError("the level template needs '// LEVELS BEGIN' and '// LEVELS END' lines")
+    out = [head]
+    for k in range(max_level + 1):
+        for line in body.splitlines(keepends=True):
+            if line.startswith("?0"):
+                if k:
+                    continue
+                line = "  " + line[2:]
+            elif line.startswith("?n"):
+                if k == max_level:
+                    continue
+                line = "  " + line[2:]
+            spaces = f" {{{4 * k}}}" if k else ""
+            out.append(line.replace("@k", str(k)).replace("@n", str(k + 1)).replace("@p", str(k + 2)).replace("@s", spaces))
+    out.append(tail)
+    return "".join(out)
 
 
 def builtin_text(name: str) -> str:
     if name not in _BUILTINS:
         raise ValueError(f"unknown builtin grammar {name!r}; choose one of {', '.join(_BUILTINS)}")
-    return resources.files("guide.grammars").joinpath("builtin", f"{name}.lark").read_text(encoding="utf-8")
+    text = resources.files("guide.grammars").joinpath("builtin", f"{name}.lark").read_text(encoding="utf-8")
+    return expand_levels(text, PYTHON_MAX_LEVEL) if name == "python" else text
 
 
 def builtin(name: str) -> Grammar:
-    """One of the grammars shipped with guide: "json" (RFC 8259), "arithmetic", "sql"."""
-    return Grammar(builtin_text(name))
+    """One of the grammars shipped with guide: "json" (RFC 8259), "arithmetic", "sql", "python"
+    (a Python 3 subset with indentation; its header lists what it covers)."""
+    return Grammar(builtin_text(name), layout=PYTHON_LAYOUT if name == "python" else None)
 
 
-__all__ = ["Grammar", "GrammarCompiled", "GrammarMatcher", "builtin", "builtin_text", "grammar"]
+__all__ = ["Grammar", "GrammarCompiled", "GrammarMatcher", "Layout", "builtin", "builtin_text", "grammar"]
