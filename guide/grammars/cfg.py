@@ -100,6 +100,22 @@ def build_lark(text: str, **options):
 
 
 @lru_cache(maxsize=1)
+def _no_lexer():
+    """A lark lexer class that builds nothing: a `Layout` grammar is lexed by guide alone, so
+    lark's per-state lexers (a third of lark's build time for the Python grammar) are skipped."""
+    import lark.lexer
+
+    class NoLexer(lark.lexer.Lexer):
+        def __init__(self, conf) -> None:
+            pass
+
+        def lex(self, *args):
+            raise GrammarError("a Layout grammar is lexed by guide only (Grammar.parses)")
+
+    return NoLexer
+
+
+@lru_cache(maxsize=1)
 def _known_lookaround_terminals() -> dict[str, str]:
     """lark's compiled regex for each common terminal in `_COMMON_TRANSLATIONS` -> our regex."""
 
@@ -314,12 +330,16 @@ class Layout:
       state entered by one of ``line_breaks`` (terminals the grammar never takes inside
       brackets), so that a mask reads only the stack of the current logical line.
     - ``not_leading``: ``%ignore``d terminals not admitted at the very start of the text.
+    - ``line_comments``: ``%ignore``d terminals that end where a line does: outside brackets
+      they are admitted only where the parser takes a line break next (elsewhere the text
+      could never go on after them: a dead end for generation).
     """
 
     keywords_of: str | None = None
     bracket_ignored: tuple[str, ...] = ()
     line_breaks: tuple[str, ...] = ()
     not_leading: tuple[str, ...] = ()
+    line_comments: tuple[str, ...] = ()
 
 
 _OPENERS = ("(", "[", "{")
@@ -327,8 +347,8 @@ _CLOSERS = (")", "]", "}")
 
 
 def _layout_tables(layout: Layout, terminals: list, lexer: _Lexer, parser: _Parser, access: dict[int, str],
-                   lark_accepts: list[int]) -> tuple[tuple[int, ...], tuple[int, ...], int, int]:
-    """(per state accept sets, per state bracket marks, bracket-only terminal bits, line break bits).
+                   lark_accepts: list[int]) -> tuple[tuple[int, ...], tuple[int, ...], int, int, int]:
+    """(per state accept sets, per state bracket marks, bracket-only, line break and line comment bits).
 
     Marks: 1 = entered by an opening bracket, -1 = by a closing one, 2 = by a line break (so it
     lies outside brackets), 0 = other.
@@ -359,8 +379,9 @@ def _layout_tables(layout: Layout, terminals: list, lexer: _Lexer, parser: _Pars
     bracket = bits(layout.bracket_ignored, "bracket_ignored", True)
     breaks = bits(layout.line_breaks, "line_breaks", False)
     leading = bits(layout.not_leading, "not_leading", True)
-    if bracket and not breaks:
-        raise GrammarError("Layout.bracket_ignored needs line_breaks (where the bracket scan stops)")
+    comments = bits(layout.line_comments, "line_comments", True)
+    if (bracket or comments) and not breaks:
+        raise GrammarError("Layout.bracket_ignored and line_comments need line_breaks")
     accepts = [(a | lexer.ignored | keywords) & ~bracket for a in lark_accepts]
     accepts[parser.initial] &= ~leading
     kinds = {}
@@ -372,7 +393,7 @@ def _layout_tables(layout: Layout, terminals: list, lexer: _Lexer, parser: _Pars
         elif (breaks >> t) & 1:
             kinds[term.name] = 2
     marks = tuple(kinds.get(access.get(st, ""), 0) for st in range(len(lark_accepts)))
-    return tuple(accepts), marks, bracket, breaks
+    return tuple(accepts), marks, bracket, breaks, comments
 
 
 # ---------------------------------------------------------------------------------------------
@@ -410,7 +431,8 @@ class Grammar(Constraint):
             raise TypeError(f"`layout` has to be a Layout, but is {type(layout).__name__}")
         self.layout = layout
         try:
-            self.lark = build_lark(lark_text, parser="lalr", lexer="contextual", start=start)
+            lexer = "contextual" if layout is None else _no_lexer()
+            self.lark = build_lark(lark_text, parser="lalr", lexer=lexer, start=start)
         except lark.exceptions.LarkError as exc:
             raise _wrap_lark_error(exc) from exc
         except (KeyError, ValueError) as exc:
@@ -427,12 +449,12 @@ class Grammar(Constraint):
         index = {name: i for i, name in enumerate(self._lexer.names)}
         self._parser, lark_accepts, access = _build_parser(self.lark, start, index)
         self._marks: tuple[int, ...] = ()
-        self._bracket_bits = self._break_bits = 0
+        self._bracket_bits = self._break_bits = self._comment_bits = 0
         self._oracle: GrammarCompiled | None = None
         if layout is None:
             self._lark_accepts = tuple(a | self._lexer.ignored for a in lark_accepts)
         else:
-            self._lark_accepts, self._marks, self._bracket_bits, self._break_bits = _layout_tables(
+            self._lark_accepts, self._marks, self._bracket_bits, self._break_bits, self._comment_bits = _layout_tables(
                 layout, self._terminals, self._lexer, self._parser, access, lark_accepts
             )
 
@@ -470,7 +492,8 @@ class Grammar(Constraint):
 
     def _compile(self, vocab: Vocabulary) -> Compiled:
         return GrammarCompiled(vocab, self._lexer, self._parser, self._lark_accepts, max_depth=self.max_depth,
-                               marks=self._marks, bracket_bits=self._bracket_bits, break_bits=self._break_bits)
+                               marks=self._marks, bracket_bits=self._bracket_bits, break_bits=self._break_bits,
+                               comment_bits=self._comment_bits)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -554,12 +577,14 @@ class GrammarCompiled(Compiled):
         marks: tuple[int, ...] = (),
         bracket_bits: int = 0,
         break_bits: int = 0,
+        comment_bits: int = 0,
     ) -> None:
         self.vocab = vocab
         self.max_depth = max_depth
         self.marks = marks
         self.bracket_bits = bracket_bits
         self.break_bits = break_bits
+        self.comment_bits = comment_bits
         self.lexer = lexer
         self.parser = parser
         self.lark_accepts = lark_accepts
@@ -771,6 +796,7 @@ class GrammarCompiled(Compiled):
         lx = self.lexer
         lark_acc = self.lark_accepts[stack[-1]]
         need = 1
+        inside = False
         if self.bracket_bits:
             inside, need = self._inside_brackets(stack)
             if inside:  # a line break is never lexed inside brackets, even where lark's table reduces on one
@@ -786,6 +812,10 @@ class GrammarCompiled(Compiled):
                     valid |= 1 << t
             rest >>= 1
             t += 1
+        if self.comment_bits and not inside and not valid & self.break_bits:
+            # a line comment ends at a line break, which the parser cannot take here: a dead end
+            lark_acc &= ~self.comment_bits
+            valid &= ~self.comment_bits
         hit = (lark_acc, valid, need)
         self._ctx.put(None, stack, need, hit)
         return hit
@@ -1170,12 +1200,13 @@ def grammar(
     max_rules: int = MAX_RULES,
     max_depth: int = MAX_STACK_DEPTH,
     time_budget_s: float = COMPILE_BUDGET_S,
+    layout: Layout | None = None,
 ) -> Grammar:
     """Constrain the generated text to a string lark's LALR parser accepts for `lark_text`.
 
     The limits bound the work one grammar can cause (docs/reliability.md): the grammar's size in
     bytes and rules, the time to build its lexer, and the parser stack (nesting) a generation may
-    reach.
+    reach. `layout` adds the lexing rules of indentation languages (see `Layout`).
 
     Example:
         >>> from guide.grammars.cfg import grammar
@@ -1188,6 +1219,7 @@ def grammar(
         max_rules=max_rules,
         max_depth=max_depth,
         time_budget_s=time_budget_s,
+        layout=layout,
     )
 
 
@@ -1198,6 +1230,7 @@ PYTHON_LAYOUT = Layout(
     bracket_ignored=("BRACKET_NL",),
     line_breaks=tuple(f"_NL{k}" for k in range(PYTHON_MAX_LEVEL + 1)),
     not_leading=("WS",),
+    line_comments=("COMMENT",),
 )
 
 
