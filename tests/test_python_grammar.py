@@ -115,6 +115,8 @@ REJECTED = {
     "newline outside brackets": "x = 1 +\n2\n",
     "keyword as a name": "x = pass\n",
     "keyword as a target": "class = 1\n",
+    "keyword glued to a name": "x = a ordinal\n",
+    "keyword glued to a name in a call": "f(a isnt)\n",
     "elif without if": "elif a:\n    pass\n",
     "else after try": "try:\n    pass\nelse:\n    pass\n",
     "assignment to a call": "f() = 1\n",
@@ -288,9 +290,10 @@ def test_layout_names_are_checked():
 def test_not_leading_and_keywords_on_a_toy_grammar():
     text = 'start: NAME ("if" NAME)?\nNAME: /[a-z]+/\nWS: " "\n%ignore WS\n'
     g = grammar(text, layout=Layout(keywords_of="NAME", not_leading=("WS",)))
-    assert g.parses("a if b") and g.parses("a ifs")
+    assert g.parses("a if b") and g.parses("a if ifs")
     assert not g.parses(" a")  # leading space
     assert not g.parses("if")  # a reserved keyword is no NAME
+    assert not g.parses("a ifb")  # nor is the start of a NAME a keyword
     loose = grammar(text)
     assert loose.parses(" a") and loose.parses("if")
 

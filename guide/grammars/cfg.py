@@ -323,8 +323,9 @@ class Layout:
     leading spaces before the first statement, and reserved keywords. All three only change
     which terminals the lexer considers in a parser state (never the parse table).
 
-    - ``keywords_of``: the identifier terminal; every string terminal it also matches (``if``,
-      ``pass``, ...) is lexed in every state, so that it is never taken as an identifier.
+    - ``keywords_of``: the identifier terminal; it and every string terminal it also matches
+      (``if``, ``pass``, ...) are lexed in every state, so that a keyword is never taken as an
+      identifier, nor the start of an identifier as a keyword.
     - ``bracket_ignored``: ``%ignore``d terminals admitted only inside ``()``, ``[]``, ``{}``:
       the parser stack is scanned from the top for an unmatched opening bracket, down to a
       state entered by one of ``line_breaks`` (terminals the grammar never takes inside
@@ -376,6 +377,9 @@ def _layout_tables(layout: Layout, terminals: list, lexer: _Lexer, parser: _Pars
         for t, term in enumerate(terminals):
             if isinstance(term.pattern, PatternStr) and regexp.fullmatch(term.pattern.value):
                 keywords |= 1 << t
+        # and the identifier too, so that "ordinal" after a name is one identifier (rejected)
+        # rather than the keyword "or" and "dinal"
+        keywords |= ident
     bracket = bits(layout.bracket_ignored, "bracket_ignored", True)
     breaks = bits(layout.line_breaks, "line_breaks", False)
     leading = bits(layout.not_leading, "not_leading", True)
