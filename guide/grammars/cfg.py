@@ -484,15 +484,38 @@ class Grammar(Constraint):
             return False
         return True
 
-    def _layout_parses(self, text: str) -> bool:
+    def _bytes_compiled(self) -> GrammarCompiled:
+        """Our lexer and parser over a vocabulary of the 256 single bytes (no model needed)."""
         if self._oracle is None:
             from ..vocab import Vocabulary
 
             vocab = Vocabulary.from_bytes([bytes([b]) for b in range(256)] + [b""], eos_ids=[256])
             self._oracle = self._compile(vocab)  # type: ignore[assignment]
-        c = self._oracle
+        return self._oracle
+
+    def _layout_parses(self, text: str) -> bool:
+        c = self._bytes_compiled()
         out = c.consume(c.initial_stack(), c.lexer.initial, text.encode("utf-8", "surrogatepass"))
         return out is not None and c.end_ok(*out)
+
+    def prefix_error(self, text: str) -> str | None:
+        """None when `text` can start a text of this grammar (as guide lexes and parses it), else
+        where it stops being one ("line L, column C")."""
+        c = self._bytes_compiled()
+        data = text.encode("utf-8", "surrogatepass")
+        state: tuple | None = (c.initial_stack(), c.lexer.initial)
+        for i in range(len(data)):
+            state = c.consume(*state, data[i : i + 1])
+            if state is None:
+                line = data[:i].count(b"\n") + 1
+                column = i - (data.rfind(b"\n", 0, i) + 1) + 1
+                return f"line {line}, column {column}"
+        return None
+
+    def continuation(self, prefix: str, *, open_end: bool = False) -> GrammarContinuation:
+        """Text that goes on from `prefix`: prefix + text is a text of this grammar, or with
+        `open_end` the start of one (EOS allowed anywhere; the length is left to other parts)."""
+        return GrammarContinuation(self, prefix, open_end=open_end)
 
     def _compile(self, vocab: Vocabulary) -> Compiled:
         return GrammarCompiled(vocab, self._lexer, self._parser, self._lark_accepts, max_depth=self.max_depth,
@@ -1130,14 +1153,16 @@ class GrammarCompiled(Compiled):
 
 
 class GrammarMatcher(Matcher):
-    __slots__ = ("compiled", "done", "history", "q", "stack")
+    __slots__ = ("compiled", "done", "history", "open_end", "q", "stack")
 
-    def __init__(self, compiled: GrammarCompiled, stack: tuple[int, ...], q: int, done: bool, history: list) -> None:
+    def __init__(self, compiled: GrammarCompiled, stack: tuple[int, ...], q: int, done: bool, history: list,
+                 open_end: bool = False) -> None:
         self.compiled = compiled
         self.stack = stack
         self.q = q
         self.done = done
         self.history = history
+        self.open_end = open_end  # EOS allowed anywhere (GrammarContinuation)
 
     @property
     def vocab(self) -> Vocabulary:  # type: ignore[override]
@@ -1145,7 +1170,10 @@ class GrammarMatcher(Matcher):
 
     def _mask(self) -> np.ndarray:
         c = self.compiled
-        return c.eos_mask if self.done else c.mask(self.stack, self.q)
+        if self.done:
+            return c.eos_mask
+        mask = c.mask(self.stack, self.q)
+        return mask | c.eos_mask if self.open_end else mask
 
     def fill_bitmask(self, bitmask: np.ndarray, row: int = 0) -> None:
         bitmask[row] = self._mask()
@@ -1157,7 +1185,7 @@ class GrammarMatcher(Matcher):
         vocab = c.vocab
         if not 0 <= token_id < vocab.model_width:
             return False
-        if not (int(c.mask(self.stack, self.q)[token_id >> 5]) >> (token_id & 31)) & 1:
+        if not (int(self._mask()[token_id >> 5]) >> (token_id & 31)) & 1:
             return False
         if token_id in vocab.eos_ids:
             self.history.append((self.stack, self.q, self.done))
@@ -1176,24 +1204,64 @@ class GrammarMatcher(Matcher):
         return True
 
     def is_accepting(self) -> bool:
-        return self.done or self.compiled.end_ok(self.stack, self.q)
+        return self.done or self.open_end or self.compiled.end_ok(self.stack, self.q)
 
     def is_finished(self) -> bool:
         if self.done:
             return True
         c = self.compiled
-        if not c.end_ok(self.stack, self.q):
+        if not self.open_end and not c.end_ok(self.stack, self.q):
             return False
         return not (c.mask(self.stack, self.q) & ~c.eos_mask).any()
 
     def fork(self) -> GrammarMatcher:
-        return GrammarMatcher(self.compiled, self.stack, self.q, self.done, list(self.history))
+        return GrammarMatcher(self.compiled, self.stack, self.q, self.done, list(self.history), self.open_end)
 
     def rollback(self, n: int = 1) -> None:
         if n > len(self.history):
             raise ValueError(f"cannot roll back {n} tokens: only {len(self.history)} were consumed")
         for _ in range(n):
             self.stack, self.q, self.done = self.history.pop()
+
+
+class GrammarContinuation(Constraint):
+    """The text after `prefix` in `grammar`'s language (`Grammar.continuation`): a completion
+    of code already written, say. The prefix is lexed and parsed once per vocabulary."""
+
+    def __init__(self, grammar: Grammar, prefix: str, *, open_end: bool = False) -> None:
+        if not isinstance(grammar, Grammar):
+            raise TypeError(f"`grammar` has to be a Grammar, but is {type(grammar).__name__}")
+        if not isinstance(prefix, str):
+            raise TypeError(f"`prefix` has to be a str, but is {type(prefix).__name__}")
+        where = grammar.prefix_error(prefix)
+        if where is not None:
+            raise GrammarError(f"the prefix is not the start of a text of the grammar (at {where})")
+        self.grammar = grammar
+        self.prefix = prefix
+        self.open_end = open_end
+
+    @property
+    def key(self) -> str:
+        return f"continue:{int(self.open_end)}:{len(self.prefix)}\x00{self.prefix}\x00{self.grammar.key}"
+
+    def _compile(self, vocab: Vocabulary) -> Compiled:
+        base = self.grammar.compile(vocab)
+        assert isinstance(base, GrammarCompiled)
+        state = base.consume(base.initial_stack(), base.lexer.initial, self.prefix.encode("utf-8", "surrogatepass"))
+        if state is None:  # prefix_error said it lexes and parses; the same code decides here
+            raise GrammarError("the prefix is not the start of a text of the grammar")
+        return _ContinuationCompiled(base, state, self.open_end)
+
+
+class _ContinuationCompiled(Compiled):
+    def __init__(self, base: GrammarCompiled, state: tuple[tuple[int, ...], int], open_end: bool) -> None:
+        self.base = base
+        self.vocab = base.vocab
+        self.state = state
+        self.open_end = open_end
+
+    def matcher(self) -> GrammarMatcher:
+        return GrammarMatcher(self.base, self.state[0], self.state[1], False, [], self.open_end)
 
 
 def grammar(
@@ -1280,4 +1348,4 @@ def builtin(name: str) -> Grammar:
     return Grammar(builtin_text(name), layout=PYTHON_LAYOUT if name == "python" else None)
 
 
-__all__ = ["Grammar", "GrammarCompiled", "GrammarMatcher", "Layout", "builtin", "builtin_text", "grammar"]
+__all__ = ["Grammar", "GrammarCompiled", "GrammarContinuation", "GrammarMatcher", "Layout", "builtin", "builtin_text", "grammar"]
