@@ -30,6 +30,15 @@ first use); parser-dependent results (feeds, accept sets, masks) are cached by t
 parser stack they actually read, so stacks that agree there share them. A mask then costs a
 few dict look-ups and bitmask ORs.
 
+Layout (indentation languages, `Layout`): lark's route for INDENT/DEDENT is a postlexer and
+``%declare``d terminals, which guide does not run (they are rejected). builtin("python") keeps
+the indentation in the grammar instead (level-indexed block rules and newline terminals, see
+builtin/python.lark), and `Layout` changes only which terminals the lexer considers in a parser
+state: reserved keywords, newlines ignored only inside brackets (found by scanning the stack
+down to the current line's start, so caches still key on a short stack suffix), no leading
+spaces, and line comments only where a line may end. A Layout grammar is lexed by guide only:
+`Grammar.parses` then runs our lexer and parser over single bytes.
+
 Known differences from lark: lark's lexer tries terminals in priority order and takes the first
 regex alternative that matches, where this lexer takes the longest match and uses priorities
 only to break ties, so grammars whose terminals overlap with *different* priorities may lex
