@@ -13,7 +13,8 @@ import pytest
 
 import guide
 from guide.errors import GrammarError
-from guide.grammars.cfg import PYTHON_LAYOUT, Grammar, Layout, _no_lexer, build_lark, builtin, builtin_text, grammar
+from guide.grammars._no_lexer import NoLexer
+from guide.grammars.cfg import PYTHON_LAYOUT, Grammar, Layout, build_lark, builtin, builtin_text, grammar
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = sorted(
@@ -72,7 +73,7 @@ def _text_of(vocab, ids) -> bytes:
 
 def test_grammar_has_no_lalr_conflicts():
     # lark resolves shift/reduce conflicts silently as shifts unless strict
-    build_lark(builtin_text("python"), parser="lalr", lexer=_no_lexer(), strict=True)
+    build_lark(builtin_text("python"), parser="lalr", lexer=NoLexer, strict=True)
 
 
 def test_levels_are_written_out():

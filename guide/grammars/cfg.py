@@ -108,20 +108,17 @@ def build_lark(text: str, **options):
             lark.lexer.has_interegular = saved
 
 
-@lru_cache(maxsize=1)
-def _no_lexer():
-    """A lark lexer class that builds nothing: a `Layout` grammar is lexed by guide alone, so
-    lark's per-state lexers (a third of lark's build time for the Python grammar) are skipped."""
-    import lark.lexer
+def _lark_cache_path(text: str, options: dict) -> str:
+    import hashlib
 
-    class NoLexer(lark.lexer.Lexer):
-        def __init__(self, conf) -> None:
-            pass
+    import lark
 
-        def lex(self, *args):
-            raise GrammarError("a Layout grammar is lexed by guide only (Grammar.parses)")
+    from ..cache import cache_dir
 
-    return NoLexer
+    folder = cache_dir() / "lark"
+    folder.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256(f"{lark.__version__}\0{sorted(map(str, options.items()))}\0{text}".encode()).hexdigest()
+    return str(folder / f"{digest}.lark")
 
 
 @lru_cache(maxsize=1)
@@ -426,7 +423,10 @@ class Grammar(Constraint):
         max_depth: int = MAX_STACK_DEPTH,
         time_budget_s: float = COMPILE_BUDGET_S,
         layout: Layout | None = None,
+        lark_cache: bool = False,
     ) -> None:
+        """`lark_cache`: keep lark's parse table in guide's cache folder (lark's own pickle, checked
+        against the grammar's hash), for large grammars whose LALR build takes seconds."""
         if not isinstance(lark_text, str):
             raise TypeError(f"`lark_text` has to be a str, but is {type(lark_text).__name__}")
         import lark
@@ -444,8 +444,14 @@ class Grammar(Constraint):
             raise TypeError(f"`layout` has to be a Layout, but is {type(layout).__name__}")
         self.layout = layout
         try:
-            lexer = "contextual" if layout is None else _no_lexer()
-            self.lark = build_lark(lark_text, parser="lalr", lexer=lexer, start=start)
+            options: dict = {"parser": "lalr", "lexer": "contextual", "start": start}
+            if layout is not None:
+                from ._no_lexer import NoLexer
+
+                options["lexer"] = NoLexer
+            if lark_cache:
+                options["cache"] = _lark_cache_path(lark_text, options)
+            self.lark = build_lark(lark_text, **options)
         except lark.exceptions.LarkError as exc:
             raise _wrap_lark_error(exc) from exc
         except (KeyError, ValueError) as exc:
@@ -456,7 +462,7 @@ class Grammar(Constraint):
             raise GrammarError(
                 f"the grammar has {len(self.lark.rules):,} rules, over max_rules={max_rules:,}"
             )
-        ignored = set(self.lark.ignore_tokens)
+        ignored = set(self.lark.lexer_conf.ignore)
         self._terminals = list(self.lark.terminals)
         self._lexer = _build_lexer(self._terminals, ignored, time_budget_s, started + time_budget_s)
         index = {name: i for i, name in enumerate(self._lexer.names)}
@@ -1354,7 +1360,9 @@ def builtin_text(name: str) -> str:
 def builtin(name: str) -> Grammar:
     """One of the grammars shipped with guide: "json" (RFC 8259), "arithmetic", "sql", "python"
     (a Python 3 subset with indentation; its header lists what it covers)."""
-    return Grammar(builtin_text(name), layout=PYTHON_LAYOUT if name == "python" else None)
+    if name == "python":  # lark's LALR build of its ~800 rules takes seconds: cached on disk
+        return Grammar(builtin_text(name), layout=PYTHON_LAYOUT, lark_cache=True)
+    return Grammar(builtin_text(name))
 
 
 __all__ = ["Grammar", "GrammarCompiled", "GrammarContinuation", "GrammarMatcher", "Layout", "builtin", "builtin_text", "grammar"]
