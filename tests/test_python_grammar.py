@@ -272,6 +272,46 @@ def test_random_walks_are_python(compiled, seed):
     ast.parse(text)
 
 
+PY_TOY = [
+    b"def", b" f", b"():", b"(", b")", b":", b"\n", b"\n    ", b"\n        ", b"\n      ", b"    ", b"  ", b"return",
+    b" x", b"x", b" =", b" = ", b"1", b" +", b"if", b" if", b" else", b"or", b" or", b"ord", b"pass", b"#", b" #",
+    b"'", b"'''", b'"', b"f'", b"{x}", b"[", b"]", b",", b", ", b"\n\n", b"elif", b"else:", b"try:", b"except",
+    b"finally:", b"class", b" A", b"lambda", b" in", b" not", b" is", b"\\\n", b"b'", "é".encode(), b"0", b"0x",
+]
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_masks_are_exact_on_a_toy_vocab(python, seed):
+    """Along random walks, a token is in the mask iff lexing + parsing its bytes succeeds and the
+    text can then still be completed (brute force over the whole toy vocabulary)."""
+    from guide.testing import toy_vocab
+
+    vocab = toy_vocab(PY_TOY)
+    c = python.compile(vocab)
+    eos = next(iter(vocab.eos_ids))
+    rng = random.Random(seed)
+    m = c.matcher()
+    for _ in range(10):
+        allowed = set(m.allowed_tokens())
+        assert (eos in allowed) == m.is_accepting()
+        for t in range(vocab.size):
+            if t in vocab.special_ids:
+                continue
+            nxt = c.consume(m.stack, m.q, vocab.tokens[t])
+            if nxt is None:
+                assert t not in allowed, vocab.tokens[t]
+                continue
+            tail = _complete(c, *nxt, budget=400)
+            if tail is not None:
+                assert t in allowed, vocab.tokens[t]
+            elif t in allowed:  # the search gave up: the token must still lead somewhere
+                assert c.mask(*nxt).any(), vocab.tokens[t]
+        text = [t for t in allowed if t != eos and vocab.tokens[t].isascii() and len(vocab.tokens[t]) > 1]
+        if not text:
+            break
+        assert m.advance(rng.choice(text))
+
+
 # ---------------------------------------------------------------------------------------------
 # Layout validation and speed
 

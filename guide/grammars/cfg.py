@@ -733,8 +733,8 @@ class GrammarCompiled(Compiled):
                     order.append(nxt)
         order += [st for st in range(len(self.lark_accepts)) if st not in seen]
         accs = [self.lark_accepts[st] for st in order]
-        if self.bracket_bits:  # Layout: the same states inside brackets
-            accs += [self.lark_accepts[st] | self.bracket_bits for st in order if self.marks[st] != 2]
+        if self.bracket_bits:  # Layout: the same states inside brackets (as ctx_n widens them)
+            accs += [(self.lark_accepts[st] | self.bracket_bits) & ~self.break_bits for st in order if self.marks[st] != 2]
         return list(dict.fromkeys(accs))
 
     def _precompute(self, budget_s: float) -> None:
