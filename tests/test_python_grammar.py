@@ -14,7 +14,15 @@ import pytest
 import guide
 from guide.errors import GrammarError
 from guide.grammars._no_lexer import NoLexer
-from guide.grammars.cfg import PYTHON_LAYOUT, Grammar, Layout, build_lark, builtin, builtin_text, grammar
+from guide.grammars.cfg import (
+    PYTHON_LAYOUT,
+    Grammar,
+    Layout,
+    build_lark,
+    builtin,
+    builtin_text,
+    grammar,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = sorted(
