@@ -83,3 +83,34 @@ def test_project_and_lang_options(tmp_path, model_dir):
     assert name is not None and any(m.startswith(name.group()) for m in _members())
     result = RUNNER.invoke(app, ["code", str(prefix), "--lang", "java", "--project", str(ROOT)])
     assert result.exit_code == 2 and "Python only" in result.stderr
+
+
+@pytest.mark.parametrize("seed", [4, 5])
+def test_the_python_grammar_keeps_the_line_python(model_dir, tmp_path, seed):
+    import ast
+
+    prefix = tmp_path / "main.py"
+    prefix.write_text("from bank.factory import open_account\nacct = open_account('ann')\nx = acct.\n")
+    result = RUNNER.invoke(app, ["code", str(prefix), "--root", str(ROOT), "--model", str(model_dir), "--sampler", "sample",
+                                 "--seed", str(seed), "--max-tokens", "12", "--json"])
+    assert "outside the Python grammar" not in result.stderr
+    record = json.loads(result.stdout)
+    if record["complete"]:  # the whole line: the file is Python up to it (a line may open a block)
+        text = prefix.read_text()[:-1] + record["text"]
+        from guide.grammars.cfg import builtin
+
+        assert builtin("python").prefix_error(text) is None
+        if not text.rstrip().endswith(":"):
+            ast.parse(text)
+
+
+def test_prefix_outside_the_subset_falls_back_with_a_note(model_dir, tmp_path):
+    prefix = tmp_path / "main.py"
+    prefix.write_text("from bank.factory import open_account\nacct = open_account('ann')\nacct\nacct.\n")
+    result = RUNNER.invoke(app, ["code", str(prefix), "--root", str(ROOT), "--model", str(model_dir), "--free",
+                                 "--max-tokens", "4", "--json"])
+    assert "outside the Python grammar's subset at line 4, column 1" in result.stderr  # where the bare name's line ends
+    assert result.exit_code in (0, 1), result.stderr
+    result = RUNNER.invoke(app, ["code", str(prefix), "--root", str(ROOT), "--model", str(model_dir), "--free",
+                                 "--max-tokens", "4", "--json", "--no-grammar"])
+    assert "Python grammar" not in result.stderr

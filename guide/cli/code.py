@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
 
@@ -34,6 +35,30 @@ def _default_path(prefix: Path, project: Path) -> str:
     return str(full.relative_to(root)) if root in full.parents else prefix.name
 
 
+@lru_cache(maxsize=1)
+def _python_grammar():
+    from ..grammars.cfg import builtin
+
+    return builtin("python")
+
+
+def _with_grammar(constraint, text: str):
+    """`constraint` & the Python grammar's continuation of `text` (EOS anywhere: --line or
+    --max-tokens decide the length, as before). The grammar starts at the top of a file, so it
+    expresses the context exactly when all of PREFIX lies in its subset; otherwise PREFIX is
+    continued as before, and stderr says why."""
+    python = _python_grammar()
+    where = python.prefix_error(text)
+    if where is not None:
+        typer.echo(
+            f"note: PREFIX is outside the Python grammar's subset at {where} (see docs/grammars.md); "
+            "continuing without the grammar",
+            err=True,
+        )
+        return constraint
+    return constraint & python.continuation(text, open_end=True)
+
+
 def code(
     prefix: Annotated[Path, typer.Argument(help="The code before the cursor: a .py file ('-' reads stdin); its final newline is dropped.")],
     root: Annotated[
@@ -47,6 +72,11 @@ def code(
         "--monitor", help="member | call | name | all, or a comma list (also member-access, arity, names)."
     )] = "member",
     line: Annotated[bool, typer.Option("--line/--free", help="Stop at the end of the current line (a regex & the monitors).")] = True,
+    syntax: Annotated[bool, typer.Option(
+        "--grammar/--no-grammar",
+        help="Keep PREFIX + the text the start of a Python file of builtin('python') (skipped, with a note, "
+        "when PREFIX is outside that grammar's subset).",
+    )] = True,
     model: Annotated[Path | None, typer.Option("--model", help="A local Hugging Face model folder (default: the embedded SmolLM2).")] = None,
     max_tokens: Annotated[int, typer.Option("--max-tokens", min=1, help="Most new tokens to generate.")] = 32,
     temperature: Annotated[float, typer.Option("--temperature", min=0.0, help="With --sampler sample.")] = 1.0,
@@ -82,6 +112,8 @@ def code(
             constraint = monitors(project, text, path=file, kinds=kinds)
         except FileNotFoundError as exc:  # pragma: no cover - Monitor raises GuideError first
             raise UsageError(str(exc)) from exc
+        if syntax:
+            constraint = _with_grammar(constraint, text)
         return regex(r"[^\n]*\n") & constraint if line else constraint
 
     opts = Options(model=model, max_tokens=max_tokens, temperature=temperature, seed=seed, sampler=sampler, chat=False,

@@ -31,6 +31,15 @@ first use); parser-dependent results (feeds, accept sets, masks) are cached by t
 parser stack they actually read, so stacks that agree there share them. A mask then costs a
 few dict look-ups and bitmask ORs.
 
+Layout (indentation languages, `Layout`): lark's route for INDENT/DEDENT is a postlexer and
+``%declare``d terminals, which guide does not run (they are rejected). builtin("python") keeps
+the indentation in the grammar instead (level-indexed block rules and newline terminals, see
+builtin/python.lark), and `Layout` changes only which terminals the lexer considers in a parser
+state: reserved keywords, newlines ignored only inside brackets (found by scanning the stack
+down to the current line's start, so caches still key on a short stack suffix), no leading
+spaces, and line comments only where a line may end. A Layout grammar is lexed by guide only:
+`Grammar.parses` then runs our lexer and parser over single bytes.
+
 Known differences from lark: lark's lexer tries terminals in priority order and takes the first
 regex alternative that matches, where this lexer takes the longest match and uses priorities
 only to break ties, so grammars whose terminals overlap with *different* priorities may lex
@@ -98,6 +107,19 @@ def build_lark(text: str, **options):
             return lark.Lark(text, **options)
         finally:
             lark.lexer.has_interegular = saved
+
+
+def _lark_cache_path(text: str, options: dict) -> str:
+    import hashlib
+
+    import lark
+
+    from ..cache import cache_dir
+
+    folder = cache_dir() / "lark"
+    folder.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256(f"{lark.__version__}\0{sorted(map(str, options.items()))}\0{text}".encode()).hexdigest()
+    return str(folder / f"{digest}.lark")
 
 
 @lru_cache(maxsize=1)
@@ -245,7 +267,7 @@ class _Parser:
     end_state: int
 
 
-def _build_parser(lark_obj, start: str, term_index: dict[str, int]) -> tuple[_Parser, list[int]]:
+def _build_parser(lark_obj, start: str, term_index: dict[str, int]) -> tuple[_Parser, list[int], dict[int, str]]:
     from lark.parsers.lalr_analysis import Shift
 
     table = lark_obj.parser.parser.parser.parse_table
@@ -265,11 +287,13 @@ def _build_parser(lark_obj, start: str, term_index: dict[str, int]) -> tuple[_Pa
     actions: list[dict] = [{} for _ in range(n)]
     gotos: list[dict] = [{} for _ in range(n)]
     lark_accepts = [0] * n
+    access: dict[int, str] = {}  # state -> the symbol every transition into it reads
     for state, row in table.states.items():
         acc = 0
         for sym, (action, arg) in row.items():
             is_term = sym == _END or sym in term_index
             if action is Shift:
+                access[arg] = sym
                 if is_term:
                     actions[state][sym] = (True, arg)
                 else:
@@ -284,7 +308,7 @@ def _build_parser(lark_obj, start: str, term_index: dict[str, int]) -> tuple[_Pa
                 acc |= 1 << term_index[sym]
         lark_accepts[state] = acc
     parser = _Parser(tuple(actions), tuple(gotos), tuple(rules), table.start_states[start], table.end_states[start])
-    return parser, lark_accepts
+    return parser, lark_accepts, access
 
 
 def _wrap_lark_error(exc: Exception) -> GrammarError:
@@ -295,6 +319,92 @@ def _wrap_lark_error(exc: Exception) -> GrammarError:
     if line is not None and col is not None and f"line {line}" not in msg:
         msg = f"{msg} (at line {line} column {col})"
     return GrammarError(f"invalid lark grammar: {msg.strip()}")
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Layout rules of indentation languages that lark's contextual lexer cannot state.
+
+    lark admits every ``%ignore``d terminal everywhere and lexes a keyword only where the parser
+    takes it; Python needs newlines ignored only inside brackets (implicit line joining), no
+    leading spaces before the first statement, and reserved keywords. All three only change
+    which terminals the lexer considers in a parser state (never the parse table).
+
+    - ``keywords_of``: the identifier terminal; it and every string terminal it also matches
+      (``if``, ``pass``, ...) are lexed in every state, so that a keyword is never taken as an
+      identifier, nor the start of an identifier as a keyword.
+    - ``bracket_ignored``: ``%ignore``d terminals admitted only inside ``()``, ``[]``, ``{}``:
+      the parser stack is scanned from the top for an unmatched opening bracket, down to a
+      state entered by one of ``line_breaks`` (terminals the grammar never takes inside
+      brackets), so that a mask reads only the stack of the current logical line.
+    - ``not_leading``: ``%ignore``d terminals not admitted at the very start of the text.
+    - ``line_comments``: ``%ignore``d terminals that end where a line does: outside brackets
+      they are admitted only where the parser takes a line break next (elsewhere the text
+      could never go on after them: a dead end for generation).
+    """
+
+    keywords_of: str | None = None
+    bracket_ignored: tuple[str, ...] = ()
+    line_breaks: tuple[str, ...] = ()
+    not_leading: tuple[str, ...] = ()
+    line_comments: tuple[str, ...] = ()
+
+
+_OPENERS = ("(", "[", "{")
+_CLOSERS = (")", "]", "}")
+
+
+def _layout_tables(layout: Layout, terminals: list, lexer: _Lexer, parser: _Parser, access: dict[int, str],
+                   lark_accepts: list[int]) -> tuple[tuple[int, ...], tuple[int, ...], int, int, int]:
+    """(per state accept sets, per state bracket marks, bracket-only, line break and line comment bits).
+
+    Marks: 1 = entered by an opening bracket, -1 = by a closing one, 2 = by a line break (so it
+    lies outside brackets), 0 = other.
+    """
+    import re
+
+    from lark.lexer import PatternStr
+
+    index = {name: i for i, name in enumerate(lexer.names)}
+
+    def bits(names: tuple[str, ...], what: str, ignored: bool) -> int:
+        out = 0
+        for name in names:
+            if name not in index:
+                raise GrammarError(f"Layout.{what} names {name!r}, which is no terminal of the grammar")
+            if ignored and not (lexer.ignored >> index[name]) & 1:
+                raise GrammarError(f"Layout.{what} names {name!r}, which is not %ignore'd")
+            out |= 1 << index[name]
+        return out
+
+    keywords = 0
+    if layout.keywords_of is not None:
+        ident = bits((layout.keywords_of,), "keywords_of", False)
+        regexp = re.compile(_terminal_regex(terminals[ident.bit_length() - 1]))
+        for t, term in enumerate(terminals):
+            if isinstance(term.pattern, PatternStr) and regexp.fullmatch(term.pattern.value):
+                keywords |= 1 << t
+        # and the identifier too, so that "ordinal" after a name is one identifier (rejected)
+        # rather than the keyword "or" and "dinal"
+        keywords |= ident
+    bracket = bits(layout.bracket_ignored, "bracket_ignored", True)
+    breaks = bits(layout.line_breaks, "line_breaks", False)
+    leading = bits(layout.not_leading, "not_leading", True)
+    comments = bits(layout.line_comments, "line_comments", True)
+    if (bracket or comments) and not breaks:
+        raise GrammarError("Layout.bracket_ignored and line_comments need line_breaks")
+    accepts = [(a | lexer.ignored | keywords) & ~bracket for a in lark_accepts]
+    accepts[parser.initial] &= ~leading
+    kinds = {}
+    for t, term in enumerate(terminals):
+        if isinstance(term.pattern, PatternStr) and term.pattern.value in _OPENERS:
+            kinds[term.name] = 1
+        elif isinstance(term.pattern, PatternStr) and term.pattern.value in _CLOSERS:
+            kinds[term.name] = -1
+        elif (breaks >> t) & 1:
+            kinds[term.name] = 2
+    marks = tuple(kinds.get(access.get(st, ""), 0) for st in range(len(lark_accepts)))
+    return tuple(accepts), marks, bracket, breaks, comments
 
 
 # ---------------------------------------------------------------------------------------------
@@ -313,7 +423,11 @@ class Grammar(Constraint):
         max_rules: int = MAX_RULES,
         max_depth: int = MAX_STACK_DEPTH,
         time_budget_s: float = COMPILE_BUDGET_S,
+        layout: Layout | None = None,
+        lark_cache: bool = False,
     ) -> None:
+        """`lark_cache`: keep lark's parse table in guide's cache folder (lark's own pickle, checked
+        against the grammar's hash), for large grammars whose LALR build takes seconds."""
         if not isinstance(lark_text, str):
             raise TypeError(f"`lark_text` has to be a str, but is {type(lark_text).__name__}")
         import lark
@@ -327,8 +441,18 @@ class Grammar(Constraint):
         self.lark_text = lark_text
         self.start = start
         self.max_depth = max_depth
+        if layout is not None and not isinstance(layout, Layout):
+            raise TypeError(f"`layout` has to be a Layout, but is {type(layout).__name__}")
+        self.layout = layout
         try:
-            self.lark = build_lark(lark_text, parser="lalr", lexer="contextual", start=start)
+            options: dict = {"parser": "lalr", "lexer": "contextual", "start": start}
+            if layout is not None:
+                from ._no_lexer import NoLexer
+
+                options["lexer"] = NoLexer
+            if lark_cache:
+                options["cache"] = _lark_cache_path(lark_text, options)
+            self.lark = build_lark(lark_text, **options)
         except lark.exceptions.LarkError as exc:
             raise _wrap_lark_error(exc) from exc
         except (KeyError, ValueError) as exc:
@@ -339,20 +463,35 @@ class Grammar(Constraint):
             raise GrammarError(
                 f"the grammar has {len(self.lark.rules):,} rules, over max_rules={max_rules:,}"
             )
-        ignored = set(self.lark.ignore_tokens)
+        ignored = set(self.lark.lexer_conf.ignore)
         self._terminals = list(self.lark.terminals)
         self._lexer = _build_lexer(self._terminals, ignored, time_budget_s, started + time_budget_s)
         index = {name: i for i, name in enumerate(self._lexer.names)}
-        self._parser, lark_accepts = _build_parser(self.lark, start, index)
-        self._lark_accepts = tuple(a | self._lexer.ignored for a in lark_accepts)
+        self._parser, lark_accepts, access = _build_parser(self.lark, start, index)
+        self._marks: tuple[int, ...] = ()
+        self._bracket_bits = self._break_bits = self._comment_bits = 0
+        self._oracle: GrammarCompiled | None = None
+        if layout is None:
+            self._lark_accepts = tuple(a | self._lexer.ignored for a in lark_accepts)
+        else:
+            self._lark_accepts, self._marks, self._bracket_bits, self._break_bits, self._comment_bits = _layout_tables(
+                layout, self._terminals, self._lexer, self._parser, access, lark_accepts
+            )
 
     @property
     def key(self) -> str:
         depth = "" if self.max_depth == MAX_STACK_DEPTH else f"depth={self.max_depth}\x00"
-        return "lark:" + depth + self.start + "\x00" + self.lark_text
+        layout = "" if self.layout is None else f"layout={self.layout!r}\x00"
+        return "lark:" + depth + layout + self.start + "\x00" + self.lark_text
 
     def parses(self, text: str) -> bool:
-        """Whether lark itself accepts `text` (the oracle; handy in tests)."""
+        """Whether lark itself accepts `text` (the oracle; handy in tests).
+
+        With a `Layout`, lark's parser knows none of its rules, so our own lexer and parser
+        decide (byte by byte, over a vocabulary of the 256 single bytes).
+        """
+        if self.layout is not None:
+            return self._layout_parses(text)
         import lark
 
         try:
@@ -361,8 +500,43 @@ class Grammar(Constraint):
             return False
         return True
 
+    def _bytes_compiled(self) -> GrammarCompiled:
+        """Our lexer and parser over a vocabulary of the 256 single bytes (no model needed)."""
+        if self._oracle is None:
+            from ..vocab import Vocabulary
+
+            vocab = Vocabulary.from_bytes([bytes([b]) for b in range(256)] + [b""], eos_ids=[256])
+            self._oracle = self._compile(vocab)  # type: ignore[assignment]
+        return self._oracle
+
+    def _layout_parses(self, text: str) -> bool:
+        c = self._bytes_compiled()
+        out = c.consume(c.initial_stack(), c.lexer.initial, text.encode("utf-8", "surrogatepass"))
+        return out is not None and c.end_ok(*out)
+
+    def prefix_error(self, text: str) -> str | None:
+        """None when `text` can start a text of this grammar (as guide lexes and parses it), else
+        where it stops being one ("line L, column C")."""
+        c = self._bytes_compiled()
+        data = text.encode("utf-8", "surrogatepass")
+        state: tuple | None = (c.initial_stack(), c.lexer.initial)
+        for i in range(len(data)):
+            state = c.consume(*state, data[i : i + 1])
+            if state is None:
+                line = data[:i].count(b"\n") + 1
+                column = i - (data.rfind(b"\n", 0, i) + 1) + 1
+                return f"line {line}, column {column}"
+        return None
+
+    def continuation(self, prefix: str, *, open_end: bool = False) -> GrammarContinuation:
+        """Text that goes on from `prefix`: prefix + text is a text of this grammar, or with
+        `open_end` the start of one (EOS allowed anywhere; the length is left to other parts)."""
+        return GrammarContinuation(self, prefix, open_end=open_end)
+
     def _compile(self, vocab: Vocabulary) -> Compiled:
-        return GrammarCompiled(vocab, self._lexer, self._parser, self._lark_accepts, max_depth=self.max_depth)
+        return GrammarCompiled(vocab, self._lexer, self._parser, self._lark_accepts, max_depth=self.max_depth,
+                               marks=self._marks, bracket_bits=self._bracket_bits, break_bits=self._break_bits,
+                               comment_bits=self._comment_bits)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -443,9 +617,17 @@ class GrammarCompiled(Compiled):
         lark_accepts: tuple[int, ...],
         *,
         max_depth: int = MAX_STACK_DEPTH,
+        marks: tuple[int, ...] = (),
+        bracket_bits: int = 0,
+        break_bits: int = 0,
+        comment_bits: int = 0,
     ) -> None:
         self.vocab = vocab
         self.max_depth = max_depth
+        self.marks = marks
+        self.bracket_bits = bracket_bits
+        self.break_bits = break_bits
+        self.comment_bits = comment_bits
         self.lexer = lexer
         self.parser = parser
         self.lark_accepts = lark_accepts
@@ -571,7 +753,10 @@ class GrammarCompiled(Compiled):
                     seen.add(nxt)
                     order.append(nxt)
         order += [st for st in range(len(self.lark_accepts)) if st not in seen]
-        return list(dict.fromkeys(self.lark_accepts[st] for st in order))
+        accs = [self.lark_accepts[st] for st in order]
+        if self.bracket_bits:  # Layout: the same states inside brackets (as ctx_n widens them)
+            accs += [(self.lark_accepts[st] | self.bracket_bits) & ~self.break_bits for st in order if self.marks[st] != 2]
+        return list(dict.fromkeys(accs))
 
     def _precompute(self, budget_s: float) -> None:
         """Walk the vocabulary for every (accept set, lexer state) pair the grammar can reach, and
@@ -673,9 +858,14 @@ class GrammarCompiled(Compiled):
             return hit
         lx = self.lexer
         lark_acc = self.lark_accepts[stack[-1]]
+        need = 1
+        inside = False
+        if self.bracket_bits:
+            inside, need = self._inside_brackets(stack)
+            if inside:  # a line break is never lexed inside brackets, even where lark's table reduces on one
+                lark_acc = (lark_acc | self.bracket_bits) & ~self.break_bits
         valid = lx.ignored & lark_acc
         rest = lark_acc & ~lx.ignored
-        need = 1
         t = 0
         while rest:
             if rest & 1:
@@ -685,9 +875,30 @@ class GrammarCompiled(Compiled):
                     valid |= 1 << t
             rest >>= 1
             t += 1
+        if self.comment_bits and not inside and not valid & self.break_bits:
+            # a line comment ends at a line break, which the parser cannot take here: a dead end
+            lark_acc &= ~self.comment_bits
+            valid &= ~self.comment_bits
         hit = (lark_acc, valid, need)
         self._ctx.put(None, stack, need, hit)
         return hit
+
+    def _inside_brackets(self, stack: tuple[int, ...]) -> tuple[bool, int]:
+        """(an opening bracket of `stack` is still open, how deep the scan read): Layout.bracket_ignored."""
+        marks = self.marks
+        balance = 0
+        n = len(stack)
+        for depth in range(1, n + 1):
+            mark = marks[stack[n - depth]]
+            if mark == 1:
+                if balance == 0:
+                    return True, depth
+                balance -= 1
+            elif mark == -1:
+                balance += 1
+            elif mark == 2:
+                return False, depth
+        return False, n
 
     def ctx(self, stack: tuple[int, ...]) -> tuple[int, int]:
         acc, valid, _ = self.ctx_n(stack)
@@ -1038,14 +1249,16 @@ class GrammarCompiled(Compiled):
 
 
 class GrammarMatcher(Matcher):
-    __slots__ = ("compiled", "done", "history", "q", "stack")
+    __slots__ = ("compiled", "done", "history", "open_end", "q", "stack")
 
-    def __init__(self, compiled: GrammarCompiled, stack: tuple[int, ...], q: int, done: bool, history: list) -> None:
+    def __init__(self, compiled: GrammarCompiled, stack: tuple[int, ...], q: int, done: bool, history: list,
+                 open_end: bool = False) -> None:
         self.compiled = compiled
         self.stack = stack
         self.q = q
         self.done = done
         self.history = history
+        self.open_end = open_end  # EOS allowed anywhere (GrammarContinuation)
 
     @property
     def vocab(self) -> Vocabulary:  # type: ignore[override]
@@ -1053,7 +1266,10 @@ class GrammarMatcher(Matcher):
 
     def _mask(self) -> np.ndarray:
         c = self.compiled
-        return c.eos_mask if self.done else c.mask(self.stack, self.q)
+        if self.done:
+            return c.eos_mask
+        mask = c.mask(self.stack, self.q)
+        return mask | c.eos_mask if self.open_end else mask
 
     def fill_bitmask(self, bitmask: np.ndarray, row: int = 0) -> None:
         bitmask[row] = self._mask()
@@ -1065,7 +1281,7 @@ class GrammarMatcher(Matcher):
         vocab = c.vocab
         if not 0 <= token_id < vocab.model_width:
             return False
-        if not (int(c.mask(self.stack, self.q)[token_id >> 5]) >> (token_id & 31)) & 1:
+        if not (int(self._mask()[token_id >> 5]) >> (token_id & 31)) & 1:
             return False
         if token_id in vocab.eos_ids:
             self.history.append((self.stack, self.q, self.done))
@@ -1084,24 +1300,64 @@ class GrammarMatcher(Matcher):
         return True
 
     def is_accepting(self) -> bool:
-        return self.done or self.compiled.end_ok(self.stack, self.q)
+        return self.done or self.open_end or self.compiled.end_ok(self.stack, self.q)
 
     def is_finished(self) -> bool:
         if self.done:
             return True
         c = self.compiled
-        if not c.end_ok(self.stack, self.q):
+        if not self.open_end and not c.end_ok(self.stack, self.q):
             return False
         return not (c.mask(self.stack, self.q) & ~c.eos_mask).any()
 
     def fork(self) -> GrammarMatcher:
-        return GrammarMatcher(self.compiled, self.stack, self.q, self.done, list(self.history))
+        return GrammarMatcher(self.compiled, self.stack, self.q, self.done, list(self.history), self.open_end)
 
     def rollback(self, n: int = 1) -> None:
         if n > len(self.history):
             raise ValueError(f"cannot roll back {n} tokens: only {len(self.history)} were consumed")
         for _ in range(n):
             self.stack, self.q, self.done = self.history.pop()
+
+
+class GrammarContinuation(Constraint):
+    """The text after `prefix` in `grammar`'s language (`Grammar.continuation`): a completion
+    of code already written, say. The prefix is lexed and parsed once per vocabulary."""
+
+    def __init__(self, grammar: Grammar, prefix: str, *, open_end: bool = False) -> None:
+        if not isinstance(grammar, Grammar):
+            raise TypeError(f"`grammar` has to be a Grammar, but is {type(grammar).__name__}")
+        if not isinstance(prefix, str):
+            raise TypeError(f"`prefix` has to be a str, but is {type(prefix).__name__}")
+        where = grammar.prefix_error(prefix)
+        if where is not None:
+            raise GrammarError(f"the prefix is not the start of a text of the grammar (at {where})")
+        self.grammar = grammar
+        self.prefix = prefix
+        self.open_end = open_end
+
+    @property
+    def key(self) -> str:
+        return f"continue:{int(self.open_end)}:{len(self.prefix)}\x00{self.prefix}\x00{self.grammar.key}"
+
+    def _compile(self, vocab: Vocabulary) -> Compiled:
+        base = self.grammar.compile(vocab)
+        assert isinstance(base, GrammarCompiled)
+        state = base.consume(base.initial_stack(), base.lexer.initial, self.prefix.encode("utf-8", "surrogatepass"))
+        if state is None:  # prefix_error said it lexes and parses; the same code decides here
+            raise GrammarError("the prefix is not the start of a text of the grammar")
+        return _ContinuationCompiled(base, state, self.open_end)
+
+
+class _ContinuationCompiled(Compiled):
+    def __init__(self, base: GrammarCompiled, state: tuple[tuple[int, ...], int], open_end: bool) -> None:
+        self.base = base
+        self.vocab = base.vocab
+        self.state = state
+        self.open_end = open_end
+
+    def matcher(self) -> GrammarMatcher:
+        return GrammarMatcher(self.base, self.state[0], self.state[1], False, [], self.open_end)
 
 
 def grammar(
@@ -1112,12 +1368,13 @@ def grammar(
     max_rules: int = MAX_RULES,
     max_depth: int = MAX_STACK_DEPTH,
     time_budget_s: float = COMPILE_BUDGET_S,
+    layout: Layout | None = None,
 ) -> Grammar:
     """Constrain the generated text to a string lark's LALR parser accepts for `lark_text`.
 
     The limits bound the work one grammar can cause (docs/reliability.md): the grammar's size in
     bytes and rules, the time to build its lexer, and the parser stack (nesting) a generation may
-    reach.
+    reach. `layout` adds the lexing rules of indentation languages (see `Layout`).
 
     Example:
         >>> from guide.grammars.cfg import grammar
@@ -1130,21 +1387,63 @@ def grammar(
         max_rules=max_rules,
         max_depth=max_depth,
         time_budget_s=time_budget_s,
+        layout=layout,
     )
 
 
-_BUILTINS = ("json", "arithmetic", "sql")
+_BUILTINS = ("json", "arithmetic", "sql", "python")
+PYTHON_MAX_LEVEL = 12  # deepest block level of builtin("python") (4 spaces a level)
+PYTHON_LAYOUT = Layout(
+    keywords_of="NAME",
+    bracket_ignored=("BRACKET_NL",),
+    line_breaks=tuple(f"_NL{k}" for k in range(PYTHON_MAX_LEVEL + 1)),
+    not_leading=("WS",),
+    line_comments=("COMMENT",),
+)
+
+
+def expand_levels(template: str, max_level: int) -> str:
+    """Write out the block between ``// LEVELS BEGIN`` and ``// LEVELS END`` once per level 0..max_level.
+
+    In it, ``@k`` is the level, ``@n`` the next one, ``@p`` a terminal priority (k + 2, so that
+    lark's first-match lexer tries deeper indentation first, as our longest match does) and
+    ``@s`` the regex of 4*k spaces; a line starting with ``?0`` is kept at level 0 only, one
+    with ``?n`` below `max_level` only.
+    """
+    head, sep, rest = template.partition("// LEVELS BEGIN\n")
+    body, sep2, tail = rest.partition("// LEVELS END\n")
+    if not sep or not sep2:
+        raise GrammarError("the level template needs '// LEVELS BEGIN' and '// LEVELS END' lines")
+    out = [head]
+    for k in range(max_level + 1):
+        for line in body.splitlines(keepends=True):
+            if line.startswith("?0"):
+                if k:
+                    continue
+                line = "  " + line[2:]
+            elif line.startswith("?n"):
+                if k == max_level:
+                    continue
+                line = "  " + line[2:]
+            spaces = f" {{{4 * k}}}" if k else ""
+            out.append(line.replace("@k", str(k)).replace("@n", str(k + 1)).replace("@p", str(k + 2)).replace("@s", spaces))
+    out.append(tail)
+    return "".join(out)
 
 
 def builtin_text(name: str) -> str:
     if name not in _BUILTINS:
         raise ValueError(f"unknown builtin grammar {name!r}; choose one of {', '.join(_BUILTINS)}")
-    return resources.files("guide.grammars").joinpath("builtin", f"{name}.lark").read_text(encoding="utf-8")
+    text = resources.files("guide.grammars").joinpath("builtin", f"{name}.lark").read_text(encoding="utf-8")
+    return expand_levels(text, PYTHON_MAX_LEVEL) if name == "python" else text
 
 
 def builtin(name: str) -> Grammar:
-    """One of the grammars shipped with guide: "json" (RFC 8259), "arithmetic", "sql"."""
+    """One of the grammars shipped with guide: "json" (RFC 8259), "arithmetic", "sql", "python"
+    (a Python 3 subset with indentation; its header lists what it covers)."""
+    if name == "python":  # lark's LALR build of its ~800 rules takes seconds: cached on disk
+        return Grammar(builtin_text(name), layout=PYTHON_LAYOUT, lark_cache=True)
     return Grammar(builtin_text(name))
 
 
-__all__ = ["Grammar", "GrammarCompiled", "GrammarMatcher", "builtin", "builtin_text", "grammar"]
+__all__ = ["Grammar", "GrammarCompiled", "GrammarContinuation", "GrammarMatcher", "Layout", "builtin", "builtin_text", "grammar"]
