@@ -50,6 +50,7 @@ TARGETS = {
     "schema_c": (100.0, 1_000.0),
 }
 TARGET_COMPILE_S = 0.5
+TARGET_CACHED_S = 0.1
 COMPILE_TARGETS_S = {"schema_c": 2.0}  # the 49-property schema has a looser cold-compile target
 TARGET_FIRST_MASK_MS = 20.0
 
@@ -109,6 +110,7 @@ class Result:
     engine: str
     workload: str
     compile_s: float = float("nan")
+    cached_s: float = float("nan")  # guide: Grammar(text).compile(vocab) again, through its cache
     first_mask_s: float = float("nan")
     check: str = ""
     cold_us: list[float] = field(default_factory=list)
@@ -219,6 +221,13 @@ def run(quick: bool = False) -> str:
             if not compiles or r.check != "ok":
                 continue
             r.compile_s = min(compiles)
+            if ename == "guide":  # the in-process compile cache, as an application sees it
+                from guide.grammars.cfg import Grammar
+
+                Grammar(text).compile(vocab)
+                start = time.perf_counter()
+                Grammar(text).compile(vocab)
+                r.cached_s = time.perf_counter() - start
             for _ in range(warm_walks):
                 _walk(compiled, tokens, bitmask, r.warm_us)
 
@@ -256,17 +265,23 @@ def run(quick: bool = False) -> str:
         if g is None or not g.cold_us:
             continue
         ok = pct(g.cold_us, 50) <= p50 and step_median_p99(g) <= p99
-        ok_c = g.compile_s <= COMPILE_TARGETS_S.get(w, TARGET_COMPILE_S) and g.first_mask_s * 1e3 <= TARGET_FIRST_MASK_MS
+        ok_c = (
+            g.compile_s <= COMPILE_TARGETS_S.get(w, TARGET_COMPILE_S)
+            and g.first_mask_s * 1e3 <= TARGET_FIRST_MASK_MS
+            and g.cached_s <= TARGET_CACHED_S
+        )
         verdicts.append([w, f"≤ {p50:,.0f} / ≤ {p99:,.0f} µs",
                          f"{fmt_us(pct(g.cold_us, 50))} / {fmt_us(step_median_p99(g))} µs",
-                         "yes" if ok else "**NO**", fmt_ms(g.compile_s), "yes" if ok_c else "**NO**"])
+                         "yes" if ok else "**NO**", fmt_ms(g.compile_s), fmt_ms(g.cached_s),
+                         "yes" if ok_c else "**NO**"])
     out.append(
         "\nguide against ARCHITECTURE.md §5: cold p50, and p99 of the per-step median over the cold walks "
         "(a single walk has 26-90 steps, so its p99 is its slowest step, and a time slice lost to "
         "another process on a shared CPU, ~4 ms, lands there; the pooled p99 is in the table above); "
-        "compile ≤ 0.5 s (schema_c ≤ 2 s), first mask ≤ 20 ms:\n"
+        "compile ≤ 0.5 s (schema_c ≤ 2 s), cached compile (the in-process compile cache; compiled "
+        "grammars are not kept on disk) ≤ 100 ms, first mask ≤ 20 ms:\n"
     )
-    out.append(_md(["workload", "target p50 / p99", "guide", "met", "compile", "compile + first mask met"], verdicts))
+    out.append(_md(["workload", "target p50 / p99", "guide", "met", "compile", "cached compile", "compile, cached, first mask met"], verdicts))
     if notes:
         out.append("\n" + "\n".join(f"- {n}" for n in notes))
     text = "\n".join(out) + "\n"
