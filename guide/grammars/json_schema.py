@@ -39,6 +39,8 @@ MAX_TERMINAL_CHARS = 100_000  # one terminal's regex (lark's escaping of a liter
 MAX_REPEAT_EXPANSION = 500  # min/maxItems expanded into a chain of rules up to this (lark's
 # LALR build is quadratic in the chain: 500 takes ~2 s, 1000 ~12 s)
 MAX_STRING_LENGTH_BOUND = 100_000  # min/maxLength (counted repeats in a regex)
+MAX_PATTERN_LENGTH_BOUND = 1_000  # min/maxLength together with pattern/format (a length automaton
+# intersected with the pattern's: states and compile time grow with the bound)
 MAX_ANY_ORDER = 8  # property_order="any" enumerates subsets of at most this many properties
 MAX_BRANCHES = 64  # anyOf x anyOf products in allOf merges
 
@@ -114,6 +116,9 @@ CHAR_ONE = (
     rf'(?:{RAW}|\\["\\/bfnrt]|\\u(?:[0-9a-cA-CefEF]{HEX}{{3}}|[dD][0-7]{HEX}{{2}})'
     rf"|\\u[dD][89abAB]{HEX}{{2}}\\u[dD][c-fC-F]{HEX}{{2}})"
 )
+# one decoded code point of a string the pattern/format regexes write (never a lone surrogate
+# escape): fewer automaton states than CHAR_ONE, for the length lookahead below.
+_LEN_UNIT = r'(?:[^"\\]|\\[^u]|\\u(?:[0-9a-cA-CefEF]' + HEX + "{3}|[dD][0-7]" + HEX + "{2}|[dD][89abAB]" + HEX + r"{2}\\u[dD][c-fC-F]" + HEX + "{2}))"
 NUMBER_FULL = r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?"
 _SHORT_ESC = {
     0x22: "\\\\\\x22",
@@ -960,12 +965,15 @@ class _Compiler:
             return self.any_rule()
         alts = []
         scal = []
-        if part.strings:
+        # strings with a length lookahead stay top-level alternatives of the terminal: the only
+        # place the regex compiler (and lark: the lookahead ends at the closing quote) reads one
+        looks = [s for s in part.strings if s.startswith("(?=")]
+        plain = [s for s in part.strings if not s.startswith("(?=")]
+        if plain:
             scal.append(
-                part.strings[0]
-                if len(part.strings) == 1
-                else '"(?:' + "|".join(s[1:-1] for s in part.strings) + ')"'
+                plain[0] if len(plain) == 1 else '"(?:' + "|".join(s[1:-1] for s in plain) + ')"'
             )
+        scal += looks
         if not part.nums.empty():
             scal.append(part.nums.regex())
         scal += sorted(part.lits)
@@ -1929,12 +1937,18 @@ class _Compiler:
                 if rx2 == "(?!)":
                     return Part()
                 rx = rx2
-            else:
+            elif max(mn, mx or 0) > MAX_PATTERN_LENGTH_BOUND:
+                kwl = "maxLength" if mx is not None else "minLength"
                 self.unsupported(
-                    _ptr(ptr, "maxLength" if mx is not None else "minLength"),
-                    "maxLength" if mx is not None else "minLength",
-                    f"length bounds together with {kw} are not supported",
+                    _ptr(ptr, kwl),
+                    kwl,
+                    f"length bounds above {MAX_PATTERN_LENGTH_BOUND} together with {kw} are not supported",
                 )
+            else:
+                # pattern AND length: a leading lookahead that counts the code points up to the
+                # closing quote; the regex compiler builds the product automaton (re_compile.py)
+                rep = f"{{{mn},}}" if mx is None else f"{{{mn},{mx}}}"
+                return Part(strings=[f'(?="{_LEN_UNIT}{rep}")"{rx}"'], types={"string"})
         return Part(strings=[f'"{rx}"'], types={"string"})
 
     # ------------------------------------------------------------------ arrays
