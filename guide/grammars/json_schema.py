@@ -349,15 +349,38 @@ def _parse_pattern(pattern: str):
     return parsed
 
 
-def _branches(parsed) -> list[list]:
-    items = list(parsed)
-    if len(items) == 1 and str(items[0][0]) == "BRANCH":
-        return [list(b) for b in items[0][1][1]]
-    return [items]
-
-
 def _is_at(item, *kinds) -> bool:
     return str(item[0]) == "AT" and str(item[1]) in kinds
+
+
+_BEGIN = ("AT_BEGINNING", "AT_BEGINNING_STRING")
+_END = ("AT_END", "AT_END_STRING")
+
+
+def _anchored_alts(items) -> list[tuple[bool, list, bool]]:
+    """A pattern's alternatives as (anchored at the start, items, anchored at the end).
+
+    Anchors count at the start/end of each top-level alternative, also through a group that ends
+    the sequence (`^a$|^b$`, `(^x$)|(^y$)`, and `^0(?:1$|7$)`, which is how `re` parses `^01$|^07$`);
+    an anchor anywhere else stays in the items (a strict error later)."""
+    items = list(items)
+    start = bool(items) and _is_at(items[0], *_BEGIN)
+    if start:
+        items = items[1:]
+    if items:
+        name, arg = str(items[-1][0]), items[-1][1]
+        subs = None
+        if name == "BRANCH":
+            subs = [alt for sub in arg[1] for alt in _anchored_alts(sub)]
+        elif name == "SUBPATTERN" and not arg[1] and not arg[2]:
+            subs = _anchored_alts(arg[3])
+        head = items[:-1]
+        if subs and any(s or e for s, _m, e in subs) and not any(s and head for s, _m, _e in subs):
+            return [(start or s, head + m, e) for s, m, e in subs]
+    end = bool(items) and _is_at(items[-1], *_END)
+    if end:
+        items = items[:-1]
+    return [(start, items, end)]
 
 
 def translate_pattern(pattern: str) -> tuple[str, tuple[int, int | None] | None]:
@@ -366,28 +389,17 @@ def translate_pattern(pattern: str) -> tuple[str, tuple[int, int | None] | None]
     Returns (body_regex, width) where width is the (min, max) decoded length when the pattern is
     anchored at both ends (None otherwise)."""
     parsed = _parse_pattern(pattern)
-    alts, anchored = [], True
-    for seq in _branches(parsed):
-        start = bool(seq) and _is_at(seq[0], "AT_BEGINNING", "AT_BEGINNING_STRING")
-        if start:
-            seq = seq[1:]
-        end = bool(seq) and _is_at(seq[-1], "AT_END", "AT_END_STRING")
-        if end:
-            seq = seq[:-1]
-        body = _tr_seq(seq)
-        anchored = anchored and start and end
-        alts.append(("" if start else f"{CHAR_FULL}*") + body + ("" if end else f"{CHAR_FULL}*"))
+    alts = _anchored_alts(parsed)
+    bodies = [
+        ("" if start else f"{CHAR_FULL}*") + _tr_seq(items) + ("" if end else f"{CHAR_FULL}*")
+        for start, items, end in alts
+    ]
     width = None
-    if anchored:
-        lo, hi = 0, 0
-        stripped = []
-        for seq in _branches(parsed):
-            sub = _sre_parse.SubPattern(parsed.state, seq[1:-1])
-            stripped.append(sub.getwidth())
-        lo = min(w[0] for w in stripped)
-        hi = max(w[1] for w in stripped)
-        width = (lo, None if hi >= _sre_c.MAXREPEAT else hi)
-    return ("(?:" + "|".join(alts) + ")" if len(alts) > 1 else alts[0]), width
+    if all(start and end for start, _items, end in alts):
+        widths = [_sre_parse.SubPattern(parsed.state, items).getwidth() for _s, items, _e in alts]
+        hi = max(w[1] for w in widths)
+        width = (min(w[0] for w in widths), None if hi >= _sre_c.MAXREPEAT else hi)
+    return ("(?:" + "|".join(bodies) + ")" if len(bodies) > 1 else bodies[0]), width
 
 
 def _length_bounded(pattern: str, mn: int, mx: int | None) -> str | None:
