@@ -41,6 +41,7 @@ MAX_REPEAT_EXPANSION = 500  # min/maxItems expanded into a chain of rules up to 
 MAX_STRING_LENGTH_BOUND = 100_000  # min/maxLength (counted repeats in a regex)
 MAX_PATTERN_LENGTH_BOUND = 1_000  # min/maxLength together with pattern/format (a length automaton
 # intersected with the pattern's: states and compile time grow with the bound)
+MAX_FRACTIONS = 1_000  # fractional multipleOf: the fraction digit strings a multiple may end in
 MAX_ANY_ORDER = 8  # property_order="any" enumerates subsets of at most this many properties
 MAX_BRANCHES = 64  # anyOf x anyOf products in allOf merges
 
@@ -570,20 +571,85 @@ class NumSet:
                     out.append((p, q, kind))
         return out
 
-    def regex(self) -> str:
+    def regex(self, fracs: list[str] | None = None) -> str:
+        """The numbers' regex; with `fracs` (the allowed fraction digits, trailing zeros stripped,
+        "" for none) every fraction is also restricted to them (fractional multipleOf)."""
         if self.full:
             return NUMBER_FULL
         sides = []
         for sign, pieces, extra in (("-", self.neg, self.neg_x), ("", self.pos, self.pos_x)):
-            alts = [(len(str(i)), str(i) + frac) for i, frac in extra]
+            alts = [
+                (len(str(i)), str(i) + f)
+                for i, frac in extra
+                if (f := frac if fracs is None else _frac_filter(fracs, frac)) is not None
+            ]
             for lo, hi, kind in self._normalize(pieces):
-                alts += [(n, s + _FRAC[kind]) for n, s in _int_alts(lo, hi)]
+                f = _FRAC[kind] if fracs is None else _frac_filter(fracs, kind)
+                if f is not None:
+                    alts += [(n, s + f) for n, s in _int_alts(lo, hi)]
             if alts:
                 alts.sort(key=lambda t: -t[0])
                 body = "|".join(s for _n, s in alts)
                 sides.append(f"{re.escape(sign)}(?:{body})" if sign else f"(?:{body})")
         sides += self.literals
         return "(?:" + "|".join(sides) + ")"
+
+
+def _digits_regex(strings: list[str]) -> str:
+    """A compact regex for a finite set of digit strings (a trie whose equal subtrees share a class)."""
+    trie: dict = {}
+    for text in strings:
+        node = trie
+        for ch in text:
+            node = node.setdefault(ch, {})
+        node[""] = {}
+
+    def walk(node: dict) -> str:
+        by_sub: dict[str, list[str]] = {}
+        for ch, sub in node.items():
+            if ch:
+                by_sub.setdefault(walk(sub), []).append(ch)
+        alts = [
+            (chs[0] if len(chs) == 1 else "[" + "".join(sorted(chs)) + "]") + sub
+            for sub, chs in sorted(by_sub.items())
+        ]
+        if not alts:
+            return ""
+        body = alts[0] if len(alts) == 1 else "(?:" + "|".join(alts) + ")"
+        if "" in node:
+            return body + "?" if len(alts) == 1 and len(body) == 1 else f"(?:{body})?"
+        return body
+
+    return walk(trie)
+
+
+def _frac_filter(fracs: list[str], kind) -> str | None:
+    """The fraction part (dot included, optional when none is allowed) whose digits are in `fracs`
+    and in `kind` (Z, NZ, ANYF or a fraction regex from the bounds); None when there is none."""
+    if isinstance(kind, str):
+        bare = re.fullmatch(kind, "") is not None
+        keep = [f for f in fracs if re.fullmatch(kind, "." + (f or "0"))]
+    elif kind == Z:
+        bare, keep = True, [""]
+    elif kind == NZ:
+        bare, keep = False, [f for f in fracs if f]
+    else:
+        bare, keep = True, list(fracs)
+    # nonzero digits first: lark takes the first alternative that matches, not the longest
+    parts = ([r"\." + _digits_regex([f for f in keep if f]) + "0*"] if any(keep) else []) + (
+        [r"\.0+"] if "" in keep else []
+    )
+    if not parts:
+        return "" if bare else None
+    body = parts[0] if len(parts) == 1 else "(?:" + "|".join(parts) + ")"
+    return f"(?:{body})?" if bare else body
+
+
+def _decimal(x) -> Fraction:
+    """The exact value of a JSON number as written (0.01 is 1/100, not the nearest double)."""
+    from decimal import Decimal
+
+    return Fraction(Decimal(repr(x))) if isinstance(x, float) else Fraction(x)
 
 
 def _frac_cmp(digits: str, op: str) -> str | None:
@@ -1749,6 +1815,16 @@ class _Compiler:
 
     # ------------------------------------------------------------------ numbers
     def number_part(self, node, ptr, integer: bool) -> Part:
+        mult = node.get("multipleOf")
+        if mult is not None and _decimal(mult).denominator != 1:
+            fracs = self.multiple_fractions(_decimal(mult), _ptr(ptr, "multipleOf"))
+            part = self.number_part({k: v for k, v in node.items() if k != "multipleOf"}, ptr, integer)
+            if fracs is None or integer or part.nums.empty():
+                return part  # (every integer is a multiple of d / 10^k when d divides 10^k)
+            ns = part.nums
+            if ns.full:
+                ns = NumSet(pos=[(0, None, ANYF)], neg=[(0, None, ANYF)])
+            return Part(nums=NumSet(literals=[ns.regex(fracs)]), types=part.types)
         lo, lo_ex, hi, hi_ex = None, False, None, False
         mn, mx = node.get("minimum"), node.get("maximum")
         emn, emx = node.get("exclusiveMinimum"), node.get("exclusiveMaximum")
@@ -1778,21 +1854,13 @@ class _Compiler:
                 and (hi is None or fr(val) < hi or (fr(val) == hi and ex))
             ):
                 hi, hi_ex = fr(val), ex
-        mult = node.get("multipleOf")
         types = {"integer"} if integer else {"number", "integer"}
         if mult is not None:
-            m = Fraction(mult)
-            if m.denominator == 1:
-                if m == 1:
-                    integer = True
-                else:
-                    return self.multiple_part(int(m), lo, lo_ex, hi, hi_ex, ptr, types)
+            m = _decimal(mult)
+            if m == 1:
+                integer = True
             else:
-                self.unsupported(
-                    _ptr(ptr, "multipleOf"),
-                    "multipleOf",
-                    "multipleOf with a fractional divisor is not supported",
-                )
+                return self.multiple_part(int(m), lo, lo_ex, hi, hi_ex, ptr, types)
         if lo is None and hi is None:
             if integer:
                 return Part(nums=NumSet(pos=[(0, None, Z)], neg=[(0, None, Z)]), types=types)
@@ -1835,6 +1903,24 @@ class _Compiler:
             None if ihi is None else -ihi, hi_ex, None if ilo is None else -ilo, lo_ex, False
         )
         return Part(nums=NumSet(pos=pos, neg=neg), types=types)
+
+    def multiple_fractions(self, m: Fraction, ptr: str) -> list[str] | None:
+        """multipleOf d / 10^k with d dividing 10^k: a number is a multiple exactly when its fraction
+        digits (padded to k) are a multiple of d, whatever its integer part. Returns those digit
+        strings (trailing zeros stripped); None (after the strict error) for other divisors."""
+        k = 0
+        while (m * 10**k).denominator != 1 and k <= 18:
+            k += 1
+        d = m * 10**k
+        if d.denominator != 1 or 10**k % int(d) or 10**k // int(d) > MAX_FRACTIONS:
+            self.unsupported(
+                ptr,
+                "multipleOf",
+                f"multipleOf {float(m)!r} is not supported (fractional divisors must be d / 10^k "
+                f"with d dividing 10^k, at most {MAX_FRACTIONS} fractions)",
+            )
+            return None
+        return [format(j * int(d), f"0{k}d").rstrip("0") for j in range(10**k // int(d))]
 
     def non_integer_part(self, node, ptr) -> Part:
         """Numbers with a nonzero fraction (`not: {type: integer}`), without bounds."""
