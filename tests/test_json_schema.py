@@ -665,7 +665,7 @@ def test_lenient_mode_warns_once_listing_every_ignored_keyword():
         "type": "object",
         "properties": {
             "tags": {"type": "array", "uniqueItems": True},
-            "n": {"type": "number", "multipleOf": 0.1},
+            "n": {"type": "number", "multipleOf": 0.3},
         },
         "propertyNames": {"pattern": "^[a-z]+$"},
     }
