@@ -2168,15 +2168,8 @@ class _Compiler:
         if pats:
             # extra keys must match a pattern: keys matching none (which additionalProperties would
             # allow) are not generated -- a documented restriction, never an over-approximation.
-            regexes = []
+            regexes, shadowed = [], {}
             for p, cp in compiled_pats:
-                if any(cp.search(k) for k in listed):
-                    self.unsupported(
-                        _ptr(ptr, "patternProperties", p),
-                        "patternProperties",
-                        "a patternProperties pattern that matches a listed property is not supported",
-                    )
-                    continue
                 try:
                     rx, _w = translate_pattern(p)
                 except _PatternError as exc:
@@ -2185,6 +2178,9 @@ class _Compiler:
                     )
                     continue
                 regexes.append((p, '"' + rx + '"'))
+                # listed names it matches are members above (under properties AND pattern); as
+                # extra keys they are excluded by a lookahead (an automaton product)
+                shadowed[p] = {k for k in listed if cp.search(k)}
             if len(regexes) > 1 and not self.disjoint([r for _p, r in regexes]):
                 self.unsupported(
                     _ptr(ptr, "patternProperties"),
@@ -2194,6 +2190,8 @@ class _Compiler:
                 regexes = regexes[:1]
             for p, rx in regexes:
                 vp = self.part(pats[p], _ptr(ptr, "patternProperties", p), base)
+                if shadowed[p]:
+                    rx = f"(?={_key_excluding(shadowed[p])}){rx}"
                 if not vp.empty():
                     extras.append(f"{self.term(rx)} {col} {self.value_rule(vp)}")
         elif addl is not False:
