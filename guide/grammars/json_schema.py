@@ -2068,6 +2068,10 @@ class _Compiler:
         mn = int(node.get("minItems", 0))
         mx = node.get("maxItems")
         mx = None if mx is None else int(mx)
+        if mx is not None and mx > MAX_REPEAT_EXPANSION >= max(mn, len(prefix)):
+            # generated up to the cap: every array the grammar accepts is still valid (the longer
+            # ones are not generated, a documented restriction like the property order)
+            mx = MAX_REPEAT_EXPANSION
         if max(mn, len(prefix), mx or 0) > MAX_REPEAT_EXPANSION and (
             mx is not None or mn > MAX_REPEAT_EXPANSION
         ):
