@@ -195,21 +195,28 @@ def determinise(
     while i < len(order):
         if check_time is not None and i % 64 == 0:
             check_time()
-        targets: list[set[int] | None] = [None] * 256
+        # sweep over the range ends: one target set per run of bytes, not per byte
+        events: list[tuple[int, int, int]] = []
         for node in order[i]:
             for lo, hi, dst in edges[node]:
-                for b in range(lo, hi + 1):
-                    slot = targets[b]
-                    if slot is None:
-                        targets[b] = {dst}
-                    else:
-                        slot.add(dst)
+                events.append((lo, 1, dst))
+                events.append((hi + 1, -1, dst))
+        events.sort()
+        active: dict[int, int] = {}
+        runs: list[tuple[int, frozenset[int]]] = []
+        for k, (pos, delta, dst) in enumerate(events):
+            count = active.get(dst, 0) + delta
+            if count:
+                active[dst] = count
+            else:
+                del active[dst]
+            if k + 1 == len(events) or events[k + 1][0] != pos:
+                runs.append((pos, frozenset(active)))
         row = [-1] * 256
         memo: dict[frozenset[int], int] = {}
-        for b, slot in enumerate(targets):
-            if slot is None:
+        for k, (pos, raw) in enumerate(runs[:-1]):
+            if not raw:
                 continue
-            raw = frozenset(slot)
             sid = memo.get(raw)
             if sid is None:
                 key = closure(raw) if eps else raw
@@ -223,7 +230,8 @@ def determinise(
                             "(e.g. smaller counted repetitions) or raise `max_dfa_states`"
                         )
                 memo[raw] = sid
-            row[b] = sid
+            end = runs[k + 1][0]
+            row[pos:end] = [sid] * (end - pos)
         rows.append(row)
         i += 1
     accepting = np.array([bool(s & finals) for s in order], dtype=bool)
@@ -269,14 +277,23 @@ def _trim(
 ) -> ByteDFA:
     """Keep the states that are reachable (they all are) and co-reachable; map the rest to `dead`."""
     n = rows.shape[0]
+    # co-reachable states: a backward search over the distinct (target, source) edges (a long
+    # counted repeat is a deep chain; one full-table pass per level would be quadratic)
+    src = np.nonzero(rows >= 0)[0]
+    pairs = np.unique(rows[rows >= 0].astype(np.int64) * n + src)
+    pred_of, pred = pairs // n, pairs % n
+    starts = np.searchsorted(pred_of, np.arange(n + 1))
     live = accepting.copy()
-    narrow = rows[:, _distinct_columns(rows)]  # bytes no state tells apart: one column
-    safe = np.where(narrow >= 0, narrow, 0)
-    while True:
-        reach = ((narrow >= 0) & live[safe]).any(axis=1) | live
-        if (reach == live).all():
+    frontier = np.flatnonzero(live)
+    while frontier.size:
+        lo, cnt = starts[frontier], starts[frontier + 1] - starts[frontier]
+        total = int(cnt.sum())
+        if not total:
             break
-        live = reach
+        idx = np.repeat(lo - np.cumsum(cnt) + cnt, cnt) + np.arange(total)
+        found = pred[idx]
+        frontier = np.unique(found[~live[found]])
+        live[frontier] = True
     new_id = np.full(n, -1, dtype=np.int64)
     new_id[live] = np.arange(int(live.sum()))
     n_live = int(live.sum())

@@ -364,7 +364,7 @@ def compile_regex(
     for heads, rest in alts:
         if not heads:
             continue
-        dfa = _dfa(budget, rest, flags, minimise=False)
+        dfa = _dfa(budget, rest, flags)
         for head in heads:
             dfa = intersect(dfa, _dfa(budget, head, flags, prefix=True, minimise=False), max_states=max_dfa_states, check_time=budget.check_time)
         if dfa.initial == dfa.dead:
