@@ -3,8 +3,10 @@
 Python's own parser (`re._parser`) gives the syntax tree, so the accepted syntax, the error
 positions and the character classes are exactly those of `re` (Unicode `\\d`, `\\w`, `\\s` unless
 `(?a)`; `(?i)`, `(?s)` and `(?x)` flags). The tree becomes a Thompson NFA over code-point ranges,
-then a determinised byte DFA. Every step is bounded: NFA size (large counted repetitions), DFA
-states and wall-clock time, each with a clear `GrammarError` instead of a hang.
+then a determinised byte DFA; a positive lookahead that starts a top-level alternative becomes
+the product of two DFAs (JSON Schema's length bounds next to a pattern). Every step is bounded:
+NFA size (large counted repetitions), DFA states and wall-clock time, each with a clear
+`GrammarError` instead of a hang.
 """
 
 from __future__ import annotations
@@ -352,32 +354,38 @@ def compile_regex(
     alts = [_leading_lookaheads(alt) for alt in _top_alternatives(tree)]
     if not any(heads for heads, _rest in alts):
         return _dfa(budget, tree, flags)
+    products = [_product(budget, heads, rest, flags) for heads, rest in alts if heads]
+    plain = [rest for heads, rest in alts if not heads]
+    if not plain and len(products) == 1:
+        return products[0]
     nfa = _NFA(budget)
     start, end = nfa.node(), nfa.node()
-    for heads, rest in alts:
-        if not heads:
-            s, e = nfa.build(rest, flags)
-            nfa.eps[start].append(s)
-            nfa.eps[e].append(end)
+    for rest in plain:
+        s, e = nfa.build(rest, flags)
+        nfa.eps[start].append(s)
+        nfa.eps[e].append(end)
     edges = _byte_edges(nfa)
     finals = {end}
-    for heads, rest in alts:
-        if not heads:
-            continue
-        dfa = _dfa(budget, rest, flags)
-        for head in heads:
-            dfa = intersect(dfa, _dfa(budget, head, flags, prefix=True, minimise=False), max_states=max_dfa_states, check_time=budget.check_time)
+    for dfa in products:  # each product DFA joins the byte NFA as nodes with byte-run edges
         if dfa.initial == dfa.dead:
             continue
         base = len(edges)
         for row in dfa.transitions[: dfa.n_states]:
             cuts = np.flatnonzero(np.diff(row)) + 1
-            edges.append(
-                [(int(lo), int(hi) - 1, base + int(row[lo])) for lo, hi in zip(np.r_[0, cuts], np.r_[cuts, 256], strict=True) if row[lo] != dfa.dead]
-            )
+            runs = zip(np.r_[0, cuts], np.r_[cuts, 256], strict=True)
+            edges.append([(int(lo), int(hi) - 1, base + int(row[lo])) for lo, hi in runs if row[lo] != dfa.dead])
         nfa.eps[start].append(base + dfa.initial)
         finals.update(base + int(q) for q in np.flatnonzero(dfa.accepting))
-    return determinise(edges, start, finals, eps=nfa.eps, max_states=max_dfa_states, check_time=budget.check_time)
+    return determinise(edges, start, finals, eps=nfa.eps, max_states=budget.max_dfa_states, check_time=budget.check_time)
+
+
+def _product(budget: _Budget, heads: list, rest: list, flags: int) -> ByteDFA:
+    """``(?=A)(?=B)R`` under full match: R's DFA times, per lookahead, the DFA of A followed by anything."""
+    dfa = _dfa(budget, rest, flags)
+    for head in heads:
+        ahead = _dfa(budget, head, flags, prefix=True, minimise=False)
+        dfa = intersect(dfa, ahead, max_states=budget.max_dfa_states, check_time=budget.check_time)
+    return dfa
 
 
 def _dfa(budget: _Budget, items, flags: int, *, prefix: bool = False, minimise: bool = True) -> ByteDFA:
