@@ -957,6 +957,9 @@ def test_pattern_with_length_bounds_through_the_engine():
     for text, ok in [('"abc"', True), ('"a-b"', True), ('"ab"', False), ('"abcdefg"', False),
                      ('"ab-cd"', True), ('"a-"', False), ('"abc-de"', True), ('"abc-def"', False)]:
         assert accepts(g, text) == ok == engine_accepts(g, text), text
+    g = schema_to_lark({"type": "string", "format": "email", "maxLength": 8}).lark_text
+    for text, ok in [('"a@b.co"', True), ('"ab@cd.ef"', False), ('"abc"', False)]:
+        assert accepts(g, text) == ok == engine_accepts(g, text), text
     # unioned with other scalars, the lookahead stays a top-level alternative
     g = schema_to_lark({"type": ["string", "integer", "null"], "pattern": "x", "maxLength": 2}).lark_text
     for text, ok in [('"x"', True), ('"ax"', True), ('"axa"', False), ('"ab"', False), ("12", True), ("null", True)]:
