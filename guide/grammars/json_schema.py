@@ -85,7 +85,6 @@ UNSUPPORTED = {
     "dependentRequired": "object",
     "dependentSchemas": "object",
     "dependencies": "object",
-    "propertyNames": "object",
     "unevaluatedProperties": "object",
     "if": None,
     "$dynamicRef": None,
@@ -2120,6 +2119,27 @@ class _Compiler:
         return self.rule([f"{lk} {nxt} {rk}"])
 
     # ------------------------------------------------------------------ objects
+    def property_names(self, node, ptr, base) -> str | Literal[False] | None:
+        """propertyNames as one quoted-string regex every key must match (None: any key, False:
+        no key); extra keys get it as a lookahead, listed names are checked here."""
+        pn = node.get("propertyNames")
+        if pn is None or pn is True or pn == {}:
+            return None
+        where = _ptr(ptr, "propertyNames")
+        part = self.part(pn, where, base)
+        if part.any:
+            return None
+        if not part.strings:
+            return False
+        if any(s.startswith("(?=") for s in part.strings):
+            self.unsupported(
+                where, "propertyNames", "propertyNames with length bounds and a pattern/format"
+            )
+            return None
+        strs = part.strings
+        rx = strs[0] if len(strs) == 1 else '"(?:' + "|".join(s[1:-1] for s in strs) + ')"'
+        return None if rx == JSON_STRING else rx
+
     def object_rule(self, node, ptr, base) -> str | None:
         props = node.get("properties", {})
         required = list(node.get("required", []))
@@ -2143,8 +2163,15 @@ class _Compiler:
                     f"pattern {p!r} is not supported",
                 )
         keys = list(props) + [k for k in required if k not in props]
+        names = self.property_names(node, ptr, base)
         members = []  # (key, required, value rule or None)
         for k in keys:
+            if names is not None and (
+                names is False or not re.fullmatch(names, json.dumps(k, ensure_ascii=False))
+            ):
+                if k in required:
+                    return None  # a required name that propertyNames forbids
+                continue
             subs, sptrs = [], []
             if k in props:
                 subs.append(props[k])
@@ -2169,7 +2196,9 @@ class _Compiler:
         listed = set(keys)
         # extra members: (key terminal, value rule)
         extras: list[str] = []
-        if pats:
+        if names is False:
+            pass  # propertyNames allows no key
+        elif pats:
             # extra keys must match a pattern: keys matching none (which additionalProperties would
             # allow) are not generated -- a documented restriction, never an over-approximation.
             regexes, shadowed = [], {}
@@ -2196,12 +2225,17 @@ class _Compiler:
                 vp = self.part(pats[p], _ptr(ptr, "patternProperties", p), base)
                 if shadowed[p]:
                     rx = f"(?={_key_excluding(shadowed[p])}){rx}"
+                if names is not None:
+                    rx = f"(?={names}){rx}"
                 if not vp.empty():
                     extras.append(f"{self.term(rx)} {col} {self.value_rule(vp)}")
         elif addl is not False:
             vp = self.part(addl, _ptr(ptr, "additionalProperties"), base)
+            key = _key_excluding(listed)
+            if names is not None:
+                key = f"(?={names}){key}"
             if not vp.empty():
-                extras.append(f"{self.term(_key_excluding(listed))} {col} {self.value_rule(vp)}")
+                extras.append(f"{self.term(key)} {col} {self.value_rule(vp)}")
         minp = int(node.get("minProperties", 0))
         maxp = node.get("maxProperties")
         n_req = sum(1 for m in members if m[1])
@@ -2341,6 +2375,7 @@ _TYPE_KEYWORDS = frozenset(
         "patternProperties",
         "minProperties",
         "maxProperties",
+        "propertyNames",
         "not",
     ]
 ) | frozenset(UNSUPPORTED)
