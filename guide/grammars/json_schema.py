@@ -829,8 +829,7 @@ FORMATS = {
     "idn-email": (_EMAIL, 3, None),
     "idn-hostname": (_IDN_HOSTNAME, 1, 251),
     "json-pointer": (_JSON_POINTER, 0, None),
-    # jsonschema's checker rejects a digit after a 0 ("100", "105"): 0 only as the last digit
-    "relative-json-pointer": (f"(?:0|[1-9]+0?)(?:#|{_JSON_POINTER})", 1, None),
+    "relative-json-pointer": (f"(?:0|[1-9][0-9]*)(?:#|{_JSON_POINTER})", 1, None),
     "regex": ("[a-zA-Z0-9 _-]*", 0, None),
     "uri-template": ("[a-zA-Z0-9._~:\\x2f?#@!$&'()*+,;=-]*", 0, None),
 }
