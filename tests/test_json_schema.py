@@ -598,13 +598,17 @@ def test_unsupported_keywords_in_strict_mode():
             "contains",
             "/properties/a/contains",
         ),
-        ({"type": "object", "propertyNames": {"maxLength": 3}}, "propertyNames", "/propertyNames"),
+        (
+            {"type": "object", "propertyNames": {"pattern": "a", "maxLength": 3}},
+            "propertyNames",
+            "/propertyNames",
+        ),
         ({"if": {"type": "string"}, "then": {"minLength": 1}}, "if", "/if"),
         ({"oneOf": [{"type": "integer"}, {"minimum": 2}]}, "oneOf", "/oneOf"),
         ({"not": {"minimum": 3}}, "not", "/not"),
         ({"type": "string", "pattern": "^(?=a)"}, "pattern", "/pattern"),
         ({"type": "string", "pattern": "(a)\\1"}, "pattern", "/pattern"),
-        ({"type": "number", "multipleOf": 0.5}, "multipleOf", "/multipleOf"),
+        ({"type": "number", "multipleOf": 0.3}, "multipleOf", "/multipleOf"),
     ]
     for schema, feature, where in cases:
         with pytest.raises(UnsupportedFeatureError) as exc:
@@ -635,8 +639,18 @@ def test_size_and_depth_caps():
     with pytest.raises(GrammarError, match="deeper"):
         schema_to_lark(deep)
     with pytest.raises(UnsupportedFeatureError) as exc:
-        schema_to_lark({"type": "array", "maxItems": 10**6})
+        schema_to_lark({"type": "array", "minItems": 10**6})
+    assert exc.value.feature == "minItems"
+    with pytest.raises(UnsupportedFeatureError) as exc:
+        schema_to_lark({"type": "array", "minItems": 501, "maxItems": 10**6})
     assert exc.value.feature == "maxItems"
+
+
+def test_max_items_above_the_cap_generates_up_to_the_cap():
+    """maxItems 1000: arrays of up to 500 items (all valid); longer ones are not generated."""
+    g = schema_to_lark({"type": "array", "items": {"const": 0}, "maxItems": 1000}).lark_text
+    assert accepts(g, "[]") and accepts(g, "[" + ",".join(["0"] * 500) + "]")
+    assert not accepts(g, "[" + ",".join(["0"] * 501) + "]")
 
 
 def test_annotations_are_ignored_silently():
@@ -665,9 +679,9 @@ def test_lenient_mode_warns_once_listing_every_ignored_keyword():
         "type": "object",
         "properties": {
             "tags": {"type": "array", "uniqueItems": True},
-            "n": {"type": "number", "multipleOf": 0.1},
+            "n": {"type": "number", "multipleOf": 0.3},
         },
-        "propertyNames": {"pattern": "^[a-z]+$"},
+        "propertyNames": {"pattern": "[a-z]", "maxLength": 5},
     }
     with pytest.raises(UnsupportedFeatureError):
         json_schema(schema)
@@ -882,3 +896,175 @@ def test_multiple_of_next_to_other_numbers_in_anyof_is_refused_not_mislexed():
     # one multipleOf alone, or beside non-numbers, still compiles and stays exact
     alone = schema_to_lark({"anyOf": [{"type": "integer", "multipleOf": 5}, {"type": "string"}]}).lark_text
     assert accepts(alone, "10") and accepts(alone, '"x"') and not accepts(alone, "11")
+
+
+# ----------------------------------------------------------------------------- strings, numbers, keys
+# (pattern with length bounds, anchors in alternatives, fractional multipleOf, patternProperties
+# over listed properties): checked with lark and through the CFG engine's own regex compiler
+
+
+@lru_cache(maxsize=64)
+def _engine(text: str):
+    from guide.grammars.cfg import Grammar
+    from guide.testing import toy_vocab
+
+    vocab = toy_vocab()
+    return Grammar(text).compile(vocab), next(iter(vocab.eos_ids))
+
+
+def engine_accepts(grammar_text: str, text: str) -> bool:
+    """Byte by byte through the CFG engine (its lexer is built by guide's regex compiler)."""
+    compiled, eos = _engine(grammar_text)
+    m = compiled.matcher()
+    return all(m.advance(b) for b in text.encode()) and m.advance(eos)
+
+
+_LEN_CASES = [
+    ("^([a-zA-Z0-9-_]*)$", 1, 22),
+    ("^([\\w\\/-]|[\\w-][\\w\\/-]*[\\w-])$", 0, 5),
+    ("^[a-z]+(?:-[a-z0-9]+)*$", 3, None),
+    ("^(http|https)://", 10, None),
+    ("^(?:\\S+\\s+){0,3}\\S+$", 0, 9),
+    ("(\\d+\\.\\d+\\.\\d+.*)", 0, 8),
+    ("b|^a", 2, 3),
+]
+
+
+@pytest.mark.parametrize(("pattern", "mn", "mx"), _LEN_CASES)
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_pattern_with_length_bounds_is_the_intersection(pattern, mn, mx, data):
+    """minLength/maxLength with a pattern: exactly re.search(pattern) and the length in code points."""
+    import re
+
+    schema = {"type": "string", "pattern": pattern, "minLength": mn}
+    if mx is not None:
+        schema["maxLength"] = mx
+    g = schema_to_lark(schema).lark_text
+    s = data.draw(
+        st.one_of(
+            st.text(st.sampled_from("ab-_/.1 :\té\"\\"), max_size=12),
+            st.from_regex(pattern, fullmatch=True).filter(lambda t: "\n" not in t),
+        )
+    )
+    want = re.search(pattern, s) is not None and mn <= len(s) and (mx is None or len(s) <= mx)
+    got = accepts(g, dump(s))
+    assert got <= want, s  # never an invalid string
+    # complete on printable ASCII (guide's \w, \d, \s, \S are what ECMA-262 and Python agree on;
+    # `$` before a final newline is not generated)
+    if want and s.isascii() and all(c.isprintable() or c == "\t" for c in s):
+        assert got, s
+    if data.draw(st.integers(0, 9)) == 0:  # the engine's own automaton agrees
+        assert engine_accepts(g, dump(s)) == got, s
+
+
+def test_pattern_with_length_bounds_through_the_engine():
+    g = schema_to_lark({"type": "string", "pattern": "^[a-z]+(-[a-z]+)*$", "minLength": 3, "maxLength": 6}).lark_text
+    for text, ok in [('"abc"', True), ('"a-b"', True), ('"ab"', False), ('"abcdefg"', False),
+                     ('"ab-cd"', True), ('"a-"', False), ('"abc-de"', True), ('"abc-def"', False)]:
+        assert accepts(g, text) == ok == engine_accepts(g, text), text
+    g = schema_to_lark({"type": "string", "format": "email", "maxLength": 8}).lark_text
+    for text, ok in [('"a@b.co"', True), ('"ab@cd.ef"', True), ('"abc@de.fg"', False), ('"abc"', False)]:
+        assert accepts(g, text) == ok == engine_accepts(g, text), text
+    # unioned with other scalars, the lookahead stays a top-level alternative
+    g = schema_to_lark({"type": ["string", "integer", "null"], "pattern": "x", "maxLength": 2}).lark_text
+    for text, ok in [('"x"', True), ('"ax"', True), ('"axa"', False), ('"ab"', False), ("12", True), ("null", True)]:
+        assert accepts(g, text) == ok == engine_accepts(g, text), text
+
+
+def test_pattern_with_length_bounds_cap_names_the_keyword():
+    with pytest.raises(UnsupportedFeatureError) as exc:
+        schema_to_lark({"type": "string", "pattern": "^(a|bc)+$", "maxLength": 5000})
+    assert (exc.value.feature, exc.value.where) == ("maxLength", "/maxLength")
+    with pytest.raises(UnsupportedFeatureError) as exc:
+        schema_to_lark({"type": "string", "format": "email", "minLength": 5000})
+    assert exc.value.feature == "minLength"
+    # an empty intersection is an empty language, not an error
+    g = schema_to_lark({"type": ["string", "null"], "pattern": "^(ab)+$", "maxLength": 1}).lark_text
+    assert accepts(g, "null") and not accepts(g, '"ab"')
+
+
+def test_anchors_at_the_ends_of_alternatives():
+    check({"type": "string", "pattern": "^01$|^07$"}, valid=["01", "07"], invalid=["017", "x01", "0", "07 "])
+    check({"type": "string", "pattern": "^$|^[a-z]+$"}, valid=["", "abc"], invalid=["a1", " "])
+    check({"type": "string", "pattern": "(^x$)|(^y$)"}, valid=["x", "y"], invalid=["xy", "yx", "xx"])
+    check({"type": "string", "pattern": "^$|(^(?:\\S+\\s+){0,1}\\S+$)"}, valid=["", "a", "a b"],
+          invalid=["a b c", " a", "a "])
+    check({"type": "string", "pattern": "^ab|c$"}, valid=["abx", "xc", "ab"], invalid=["xab", "cx"])
+    check({"type": "string", "pattern": "^(?:a$|b)"}, valid=["a", "b", "bcd"], invalid=["ab", "cb"])
+    for bad in ["a^b", "(^a|b)c", "x(^a$)", "a$b"]:
+        with pytest.raises(UnsupportedFeatureError) as exc:
+            schema_to_lark({"type": "string", "pattern": bad})
+        assert exc.value.feature == "pattern"
+
+
+def test_fractional_multiple_of():
+    check({"type": "number", "multipleOf": 0.25},
+          valid=[0, 1, -2, 0.25, 0.5, -0.75, 12.5],
+          invalid=[0.1, 0.3, -0.2, 1.125],
+          raw_valid=["0.250", "3.50000", "-0.0", "7.0"],
+          raw_invalid=["0.2", "0.251", "1e2", "0.25e0"])
+    # 0.07 is a multiple of 0.01 in decimal (jsonschema's float quotient says 7.000000000000001)
+    g = schema_to_lark({"type": "number", "multipleOf": 0.01, "minimum": 0, "maximum": 99.99}).lark_text
+    for text, ok in [("0", True), ("0.01", True), ("99.99", True), ("0.07", True), ("12.3", True),
+                     ("0.001", False), ("99.991", False), ("100", False), ("-0.01", False), ("1.230", True)]:
+        assert accepts(g, text) == ok == engine_accepts(g, text), text
+    g = schema_to_lark({"type": "number", "multipleOf": 0.5, "exclusiveMinimum": 0.5, "exclusiveMaximum": 2}).lark_text
+    assert [t for t in ["0.5", "1", "1.0", "1.5", "2", "0.75"] if accepts(g, t)] == ["1", "1.0", "1.5"]
+    # integers are all multiples of d / 10^k when d divides 10^k
+    check({"type": "integer", "multipleOf": 0.5}, valid=[0, 3, -7], raw_invalid=["0.5"])
+    check({"type": ["number", "null"], "multipleOf": 0.125}, valid=[None, 0.375, -2], invalid=[0.3])
+    for bad in (0.3, 1.5, 0.07):
+        with pytest.raises(UnsupportedFeatureError) as exc:
+            schema_to_lark({"type": "number", "multipleOf": bad})
+        assert (exc.value.feature, exc.value.where) == ("multipleOf", "/multipleOf")
+
+
+def test_pattern_properties_matching_a_listed_property():
+    schema = {
+        "type": "object",
+        "properties": {"line1": {"type": "string"}, "zip": {"type": "integer"}},
+        "patternProperties": {"^line[1-3]$": {"maxLength": 3}},
+        "additionalProperties": False,
+    }
+    g = check(
+        schema,
+        valid=[{"line1": "abc"}, {"line1": "a", "line2": "b"}, {"zip": 5, "line3": "xyz"}, {}],
+        invalid=[{"line1": "abcd"}, {"line2": "abcd"}, {"line4": "a"}, {"line1": 5}],
+    )
+    # a listed name is never an extra key (that would repeat it or dodge its schema)
+    assert not accepts(g, '{"line1":"a","line1":"b"}') and not engine_accepts(g, '{"line1":"a","line1":"b"}')
+    assert not accepts(g, '{"line2":"a","line1":"b"}')
+    assert engine_accepts(g, '{"line1":"ab","line2":"b"}') and not engine_accepts(g, '{"line1":"abcd"}')
+    check(
+        {"properties": {"a": {"minimum": 2}}, "patternProperties": {".*": {"type": "integer"}}},
+        valid=[{"a": 2}, {"a": 3, "b": 1}, {"b": -1}],
+        invalid=[{"a": 1}, {"a": 2.5}, {"a": 3, "b": "x"}],
+    )
+
+
+def test_property_names():
+    schema = {
+        "type": "object",
+        "properties": {"ab": {"type": "integer"}, "Xy": {"type": "integer"}},
+        "additionalProperties": {"type": "boolean"},
+        "propertyNames": {"pattern": "^[a-z]+(-[a-z]+)*$", "maxLength": 3},
+    }
+    with pytest.raises(UnsupportedFeatureError) as exc:  # a length lookahead inside: not yet
+        schema_to_lark(schema)
+    assert exc.value.feature == "propertyNames"
+    schema["propertyNames"] = {"pattern": "^[a-z]+$"}
+    g = check(
+        schema,
+        valid=[{}, {"ab": 1}, {"ab": 1, "cd": True}, {"zzz": False}],
+        invalid=[{"Xy": 1}, {"A": True}, {"ab": True}, {"a1": True}],
+    )
+    assert engine_accepts(g, '{"ab":1,"cd":true}') and not engine_accepts(g, '{"Cd":true}')
+    assert not engine_accepts(g, '{"ab":1,"ab":true}')  # a listed name is never an extra key
+    # a required name that propertyNames forbids: no object at all
+    g = schema_to_lark({"type": ["object", "null"], "required": ["A"], "propertyNames": {"maxLength": 0}}).lark_text
+    assert accepts(g, "null") and not accepts(g, '{"A":1}') and not accepts(g, "{}")
+    check({"type": "object", "propertyNames": {"enum": ["x", "y"]}, "patternProperties": {"^[xz]$": {"type": "integer"}}},
+          valid=[{}, {"x": 1}], invalid=[{"z": 1}, {"x": "a"}])
+    check({"type": "object", "propertyNames": False}, valid=[{}], invalid=[{"a": 1}])
+    check({"type": "object", "propertyNames": {"type": "string"}}, valid=[{"a": 1}, {}])

@@ -166,12 +166,27 @@ def test_anchors_are_redundant_under_fullmatch(vocab):
 
 @pytest.mark.parametrize(
     ("pattern", "feature"),
-    [(r"(a)\1", "backreference"), (r"(?=a)a", "lookaround"), (r"(?<=a)b", "lookaround"),
+    [(r"(a)\1", "backreference"), (r"a(?=a)a", "lookaround"), (r"(?:(?=a)a)*", "lookaround"),
+     (r"(?!a)b", "lookaround"), (r"(?<=a)b", "lookaround"),
      (r"a^b", "anchor"), (r"\bword", "boundary"), (r"(?>a)", "atomic")],
 )
 def test_unsupported_constructs_are_named(pattern, feature):
     with pytest.raises(guide.UnsupportedFeatureError, match=feature):
         guide.regex(pattern)
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [r"(?=[ab]{2})a*b*c*", r"(?=.{2,4})(?:ab|c)+|x", r"(?:(?=\w{3})[a-z]+|[0-9]+)", r"(?=a)(?=.b)(?:ab|ac|bb)c?",
+     r"(?=[^x]{0,3}x)\w+|y"],
+)
+def test_leading_lookahead_is_an_intersection(pattern):
+    """`(?=A)R` at the start of a top-level alternative: exactly re.fullmatch (random strings)."""
+    dfa = guide.regex(pattern).byte_dfa()
+    rng = random.Random(7)
+    for _ in range(5000):
+        s = "".join(rng.choice("abcxyz09_") for _ in range(rng.randint(0, 7)))
+        assert dfa.matches(s.encode()) == bool(re.fullmatch(pattern, s)), s
 
 
 def test_invalid_regex_names_the_position():

@@ -72,6 +72,44 @@ def intersects(a: ByteDFA, b: ByteDFA) -> bool:
     return False
 
 
+def intersect(a: ByteDFA, b: ByteDFA, *, max_states: int, check_time: Callable[[], None] | None = None) -> ByteDFA:
+    """The product automaton of the strings both accept (for a pattern's leading lookahead)."""
+    width = b.dead + 1
+    ids: dict[int, int] = {a.initial * width + b.initial: 0}
+    order = [(a.initial, b.initial)]
+    rows: list[np.ndarray] = []
+    i = 0
+    while i < len(order):
+        if check_time is not None and i % 64 == 0:
+            check_time()
+        p, q = order[i]
+        ta = a.transitions[p].astype(np.int64)
+        tb = b.transitions[q].astype(np.int64)
+        live = (ta != a.dead) & (tb != b.dead)
+        row = np.full(256, -1, dtype=np.int64)
+        if live.any():
+            keys, inverse = np.unique(ta[live] * width + tb[live], return_inverse=True)
+            targets = []
+            for key in keys.tolist():
+                sid = ids.get(key)
+                if sid is None:
+                    sid = ids[key] = len(order)
+                    order.append(divmod(key, width))
+                    if len(order) > max_states:
+                        raise GrammarError(
+                            f"the intersection automaton exceeds {max_states} states; simplify the "
+                            "pattern (e.g. smaller counted repetitions) or raise `max_dfa_states`"
+                        )
+                targets.append(sid)
+            row[live] = np.asarray(targets, dtype=np.int64)[np.asarray(inverse).reshape(-1)]
+        rows.append(row)
+        i += 1
+    accepting = np.array(
+        [p != a.dead and q != b.dead and bool(a.accepting[p] and b.accepting[q]) for p, q in order], dtype=bool
+    )
+    return _trim(np.stack(rows), accepting, check_time)
+
+
 def utf8_sequences(lo: int, hi: int) -> list[ByteSeq]:
     """Byte-range sequences whose cross products are exactly the UTF-8 encodings of [lo, hi].
 
@@ -128,8 +166,10 @@ def determinise(
     eps: list[list[int]] | None = None,
     max_states: int,
     check_time: Callable[[], None] | None = None,
+    minimise: bool = True,
 ) -> ByteDFA:
-    """Subset construction over byte-range edges (plus optional epsilon edges), then trimming.
+    """Subset construction over byte-range edges (plus optional epsilon edges), then trimming
+    (and minimising, unless the DFA is only an operand of a product that is minimised anyway).
 
     `eps[i]` may be shorter than `edges` (nodes past it have no epsilon edges).
     """
@@ -155,21 +195,28 @@ def determinise(
     while i < len(order):
         if check_time is not None and i % 64 == 0:
             check_time()
-        targets: list[set[int] | None] = [None] * 256
+        # sweep over the range ends: one target set per run of bytes, not per byte
+        events: list[tuple[int, int, int]] = []
         for node in order[i]:
             for lo, hi, dst in edges[node]:
-                for b in range(lo, hi + 1):
-                    slot = targets[b]
-                    if slot is None:
-                        targets[b] = {dst}
-                    else:
-                        slot.add(dst)
+                events.append((lo, 1, dst))
+                events.append((hi + 1, -1, dst))
+        events.sort()
+        active: dict[int, int] = {}
+        runs: list[tuple[int, frozenset[int]]] = []
+        for k, (pos, delta, dst) in enumerate(events):
+            count = active.get(dst, 0) + delta
+            if count:
+                active[dst] = count
+            else:
+                del active[dst]
+            if k + 1 == len(events) or events[k + 1][0] != pos:
+                runs.append((pos, frozenset(active)))
         row = [-1] * 256
         memo: dict[frozenset[int], int] = {}
-        for b, slot in enumerate(targets):
-            if slot is None:
+        for k, (pos, raw) in enumerate(runs[:-1]):
+            if not raw:
                 continue
-            raw = frozenset(slot)
             sid = memo.get(raw)
             if sid is None:
                 key = closure(raw) if eps else raw
@@ -183,11 +230,12 @@ def determinise(
                             "(e.g. smaller counted repetitions) or raise `max_dfa_states`"
                         )
                 memo[raw] = sid
-            row[b] = sid
+            end = runs[k + 1][0]
+            row[pos:end] = [sid] * (end - pos)
         rows.append(row)
         i += 1
     accepting = np.array([bool(s & finals) for s in order], dtype=bool)
-    return _trim(np.array(rows, dtype=np.int64), accepting, check_time)
+    return _trim(np.array(rows, dtype=np.int64), accepting, check_time, minimise)
 
 
 def unique_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -224,17 +272,28 @@ def _mix(width: int) -> np.ndarray:
     return mix
 
 
-def _trim(rows: np.ndarray, accepting: np.ndarray, check_time: Callable[[], None] | None = None) -> ByteDFA:
+def _trim(
+    rows: np.ndarray, accepting: np.ndarray, check_time: Callable[[], None] | None = None, minimise: bool = True
+) -> ByteDFA:
     """Keep the states that are reachable (they all are) and co-reachable; map the rest to `dead`."""
     n = rows.shape[0]
+    # co-reachable states: a backward search over the distinct (target, source) edges (a long
+    # counted repeat is a deep chain; one full-table pass per level would be quadratic)
+    src = np.nonzero(rows >= 0)[0]
+    pairs = np.unique(rows[rows >= 0].astype(np.int64) * n + src)
+    pred_of, pred = pairs // n, pairs % n
+    starts = np.searchsorted(pred_of, np.arange(n + 1))
     live = accepting.copy()
-    narrow = rows[:, _distinct_columns(rows)]  # bytes no state tells apart: one column
-    safe = np.where(narrow >= 0, narrow, 0)
-    while True:
-        reach = ((narrow >= 0) & live[safe]).any(axis=1) | live
-        if (reach == live).all():
+    frontier = np.flatnonzero(live)
+    while frontier.size:
+        lo, cnt = starts[frontier], starts[frontier + 1] - starts[frontier]
+        total = int(cnt.sum())
+        if not total:
             break
-        live = reach
+        idx = np.repeat(lo - np.cumsum(cnt) + cnt, cnt) + np.arange(total)
+        found = pred[idx]
+        frontier = np.unique(found[~live[found]])
+        live[frontier] = True
     new_id = np.full(n, -1, dtype=np.int64)
     new_id[live] = np.arange(int(live.sum()))
     n_live = int(live.sum())
@@ -244,6 +303,8 @@ def _trim(rows: np.ndarray, accepting: np.ndarray, check_time: Callable[[], None
     mapped = np.where(kept >= 0, new_id[np.where(kept >= 0, kept, 0)], -1)
     table[:n_live] = np.where(mapped >= 0, mapped, dead)
     initial = int(new_id[0]) if live[0] else dead
+    if not minimise:
+        return ByteDFA(transitions=table, accepting=accepting[live], initial=initial)
     return _minimise(table, accepting[live], initial, check_time)
 
 

@@ -39,6 +39,9 @@ MAX_TERMINAL_CHARS = 100_000  # one terminal's regex (lark's escaping of a liter
 MAX_REPEAT_EXPANSION = 500  # min/maxItems expanded into a chain of rules up to this (lark's
 # LALR build is quadratic in the chain: 500 takes ~2 s, 1000 ~12 s)
 MAX_STRING_LENGTH_BOUND = 100_000  # min/maxLength (counted repeats in a regex)
+MAX_PATTERN_LENGTH_BOUND = 1_000  # min/maxLength together with pattern/format (a length automaton
+# intersected with the pattern's: states and compile time grow with the bound)
+MAX_FRACTIONS = 1_000  # fractional multipleOf: the fraction digit strings a multiple may end in
 MAX_ANY_ORDER = 8  # property_order="any" enumerates subsets of at most this many properties
 MAX_BRANCHES = 64  # anyOf x anyOf products in allOf merges
 
@@ -82,7 +85,6 @@ UNSUPPORTED = {
     "dependentRequired": "object",
     "dependentSchemas": "object",
     "dependencies": "object",
-    "propertyNames": "object",
     "unevaluatedProperties": "object",
     "if": None,
     "$dynamicRef": None,
@@ -114,6 +116,9 @@ CHAR_ONE = (
     rf'(?:{RAW}|\\["\\/bfnrt]|\\u(?:[0-9a-cA-CefEF]{HEX}{{3}}|[dD][0-7]{HEX}{{2}})'
     rf"|\\u[dD][89abAB]{HEX}{{2}}\\u[dD][c-fC-F]{HEX}{{2}})"
 )
+# one decoded code point of a string the pattern/format regexes write (never a lone surrogate
+# escape): fewer automaton states than CHAR_ONE, for the length lookahead below.
+_LEN_UNIT = r'(?:[^"\\]|\\[^u]|\\u(?:[0-9a-cA-CefEF]' + HEX + "{3}|[dD][0-7]" + HEX + "{2}|[dD][89abAB]" + HEX + r"{2}\\u[dD][c-fC-F]" + HEX + "{2}))"
 NUMBER_FULL = r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?"
 _SHORT_ESC = {
     0x22: "\\\\\\x22",
@@ -344,15 +349,38 @@ def _parse_pattern(pattern: str):
     return parsed
 
 
-def _branches(parsed) -> list[list]:
-    items = list(parsed)
-    if len(items) == 1 and str(items[0][0]) == "BRANCH":
-        return [list(b) for b in items[0][1][1]]
-    return [items]
-
-
 def _is_at(item, *kinds) -> bool:
     return str(item[0]) == "AT" and str(item[1]) in kinds
+
+
+_BEGIN = ("AT_BEGINNING", "AT_BEGINNING_STRING")
+_END = ("AT_END", "AT_END_STRING")
+
+
+def _anchored_alts(items) -> list[tuple[bool, list, bool]]:
+    """A pattern's alternatives as (anchored at the start, items, anchored at the end).
+
+    Anchors count at the start/end of each top-level alternative, also through a group that ends
+    the sequence (`^a$|^b$`, `(^x$)|(^y$)`, and `^0(?:1$|7$)`, which is how `re` parses `^01$|^07$`);
+    an anchor anywhere else stays in the items (a strict error later)."""
+    items = list(items)
+    start = bool(items) and _is_at(items[0], *_BEGIN)
+    if start:
+        items = items[1:]
+    if items:
+        name, arg = str(items[-1][0]), items[-1][1]
+        subs = None
+        if name == "BRANCH":
+            subs = [alt for sub in arg[1] for alt in _anchored_alts(sub)]
+        elif name == "SUBPATTERN" and not arg[1] and not arg[2]:
+            subs = _anchored_alts(arg[3])
+        head = items[:-1]
+        if subs and any(s or e for s, _m, e in subs) and not any(s and head for s, _m, _e in subs):
+            return [(start or s, head + m, e) for s, m, e in subs]
+    end = bool(items) and _is_at(items[-1], *_END)
+    if end:
+        items = items[:-1]
+    return [(start, items, end)]
 
 
 def translate_pattern(pattern: str) -> tuple[str, tuple[int, int | None] | None]:
@@ -361,28 +389,17 @@ def translate_pattern(pattern: str) -> tuple[str, tuple[int, int | None] | None]
     Returns (body_regex, width) where width is the (min, max) decoded length when the pattern is
     anchored at both ends (None otherwise)."""
     parsed = _parse_pattern(pattern)
-    alts, anchored = [], True
-    for seq in _branches(parsed):
-        start = bool(seq) and _is_at(seq[0], "AT_BEGINNING", "AT_BEGINNING_STRING")
-        if start:
-            seq = seq[1:]
-        end = bool(seq) and _is_at(seq[-1], "AT_END", "AT_END_STRING")
-        if end:
-            seq = seq[:-1]
-        body = _tr_seq(seq)
-        anchored = anchored and start and end
-        alts.append(("" if start else f"{CHAR_FULL}*") + body + ("" if end else f"{CHAR_FULL}*"))
+    alts = _anchored_alts(parsed)
+    bodies = [
+        ("" if start else f"{CHAR_FULL}*") + _tr_seq(items) + ("" if end else f"{CHAR_FULL}*")
+        for start, items, end in alts
+    ]
     width = None
-    if anchored:
-        lo, hi = 0, 0
-        stripped = []
-        for seq in _branches(parsed):
-            sub = _sre_parse.SubPattern(parsed.state, seq[1:-1])
-            stripped.append(sub.getwidth())
-        lo = min(w[0] for w in stripped)
-        hi = max(w[1] for w in stripped)
-        width = (lo, None if hi >= _sre_c.MAXREPEAT else hi)
-    return ("(?:" + "|".join(alts) + ")" if len(alts) > 1 else alts[0]), width
+    if all(start and end for start, _items, end in alts):
+        widths = [_sre_parse.SubPattern(parsed.state, items).getwidth() for _s, items, _e in alts]
+        hi = max(w[1] for w in widths)
+        width = (min(w[0] for w in widths), None if hi >= _sre_c.MAXREPEAT else hi)
+    return ("(?:" + "|".join(bodies) + ")" if len(bodies) > 1 else bodies[0]), width
 
 
 def _length_bounded(pattern: str, mn: int, mx: int | None) -> str | None:
@@ -553,20 +570,85 @@ class NumSet:
                     out.append((p, q, kind))
         return out
 
-    def regex(self) -> str:
+    def regex(self, fracs: list[str] | None = None) -> str:
+        """The numbers' regex; with `fracs` (the allowed fraction digits, trailing zeros stripped,
+        "" for none) every fraction is also restricted to them (fractional multipleOf)."""
         if self.full:
             return NUMBER_FULL
         sides = []
         for sign, pieces, extra in (("-", self.neg, self.neg_x), ("", self.pos, self.pos_x)):
-            alts = [(len(str(i)), str(i) + frac) for i, frac in extra]
+            alts = [
+                (len(str(i)), str(i) + f)
+                for i, frac in extra
+                if (f := frac if fracs is None else _frac_filter(fracs, frac)) is not None
+            ]
             for lo, hi, kind in self._normalize(pieces):
-                alts += [(n, s + _FRAC[kind]) for n, s in _int_alts(lo, hi)]
+                f = _FRAC[kind] if fracs is None else _frac_filter(fracs, kind)
+                if f is not None:
+                    alts += [(n, s + f) for n, s in _int_alts(lo, hi)]
             if alts:
                 alts.sort(key=lambda t: -t[0])
                 body = "|".join(s for _n, s in alts)
                 sides.append(f"{re.escape(sign)}(?:{body})" if sign else f"(?:{body})")
         sides += self.literals
         return "(?:" + "|".join(sides) + ")"
+
+
+def _digits_regex(strings: list[str]) -> str:
+    """A compact regex for a finite set of digit strings (a trie whose equal subtrees share a class)."""
+    trie: dict = {}
+    for text in strings:
+        node = trie
+        for ch in text:
+            node = node.setdefault(ch, {})
+        node[""] = {}
+
+    def walk(node: dict) -> str:
+        by_sub: dict[str, list[str]] = {}
+        for ch, sub in node.items():
+            if ch:
+                by_sub.setdefault(walk(sub), []).append(ch)
+        alts = [
+            (chs[0] if len(chs) == 1 else "[" + "".join(sorted(chs)) + "]") + sub
+            for sub, chs in sorted(by_sub.items())
+        ]
+        if not alts:
+            return ""
+        body = alts[0] if len(alts) == 1 else "(?:" + "|".join(alts) + ")"
+        if "" in node:
+            return body + "?" if len(alts) == 1 and len(body) == 1 else f"(?:{body})?"
+        return body
+
+    return walk(trie)
+
+
+def _frac_filter(fracs: list[str], kind) -> str | None:
+    """The fraction part (dot included, optional when none is allowed) whose digits are in `fracs`
+    and in `kind` (Z, NZ, ANYF or a fraction regex from the bounds); None when there is none."""
+    if isinstance(kind, str):
+        bare = re.fullmatch(kind, "") is not None
+        keep = [f for f in fracs if re.fullmatch(kind, "." + (f or "0"))]
+    elif kind == Z:
+        bare, keep = True, [""]
+    elif kind == NZ:
+        bare, keep = False, [f for f in fracs if f]
+    else:
+        bare, keep = True, list(fracs)
+    # nonzero digits first: lark takes the first alternative that matches, not the longest
+    parts = ([r"\." + _digits_regex([f for f in keep if f]) + "0*"] if any(keep) else []) + (
+        [r"\.0+"] if "" in keep else []
+    )
+    if not parts:
+        return "" if bare else None
+    body = parts[0] if len(parts) == 1 else "(?:" + "|".join(parts) + ")"
+    return f"(?:{body})?" if bare else body
+
+
+def _decimal(x) -> Fraction:
+    """The exact value of a JSON number as written (0.01 is 1/100, not the nearest double)."""
+    from decimal import Decimal
+
+    return Fraction(Decimal(repr(x))) if isinstance(x, float) else Fraction(x)
 
 
 def _frac_cmp(digits: str, op: str) -> str | None:
@@ -960,12 +1042,15 @@ class _Compiler:
             return self.any_rule()
         alts = []
         scal = []
-        if part.strings:
+        # strings with a length lookahead stay top-level alternatives of the terminal: the only
+        # place the regex compiler (and lark: the lookahead ends at the closing quote) reads one
+        looks = [s for s in part.strings if s.startswith("(?=")]
+        plain = [s for s in part.strings if not s.startswith("(?=")]
+        if plain:
             scal.append(
-                part.strings[0]
-                if len(part.strings) == 1
-                else '"(?:' + "|".join(s[1:-1] for s in part.strings) + ')"'
+                plain[0] if len(plain) == 1 else '"(?:' + "|".join(s[1:-1] for s in plain) + ')"'
             )
+        scal += looks
         if not part.nums.empty():
             scal.append(part.nums.regex())
         scal += sorted(part.lits)
@@ -1729,6 +1814,16 @@ class _Compiler:
 
     # ------------------------------------------------------------------ numbers
     def number_part(self, node, ptr, integer: bool) -> Part:
+        mult = node.get("multipleOf")
+        if mult is not None and _decimal(mult).denominator != 1:
+            fracs = self.multiple_fractions(_decimal(mult), _ptr(ptr, "multipleOf"))
+            part = self.number_part({k: v for k, v in node.items() if k != "multipleOf"}, ptr, integer)
+            if fracs is None or integer or part.nums.empty():
+                return part  # (every integer is a multiple of d / 10^k when d divides 10^k)
+            ns = part.nums
+            if ns.full:
+                ns = NumSet(pos=[(0, None, ANYF)], neg=[(0, None, ANYF)])
+            return Part(nums=NumSet(literals=[ns.regex(fracs)]), types=part.types)
         lo, lo_ex, hi, hi_ex = None, False, None, False
         mn, mx = node.get("minimum"), node.get("maximum")
         emn, emx = node.get("exclusiveMinimum"), node.get("exclusiveMaximum")
@@ -1758,21 +1853,13 @@ class _Compiler:
                 and (hi is None or fr(val) < hi or (fr(val) == hi and ex))
             ):
                 hi, hi_ex = fr(val), ex
-        mult = node.get("multipleOf")
         types = {"integer"} if integer else {"number", "integer"}
         if mult is not None:
-            m = Fraction(mult)
-            if m.denominator == 1:
-                if m == 1:
-                    integer = True
-                else:
-                    return self.multiple_part(int(m), lo, lo_ex, hi, hi_ex, ptr, types)
+            m = _decimal(mult)
+            if m == 1:
+                integer = True
             else:
-                self.unsupported(
-                    _ptr(ptr, "multipleOf"),
-                    "multipleOf",
-                    "multipleOf with a fractional divisor is not supported",
-                )
+                return self.multiple_part(int(m), lo, lo_ex, hi, hi_ex, ptr, types)
         if lo is None and hi is None:
             if integer:
                 return Part(nums=NumSet(pos=[(0, None, Z)], neg=[(0, None, Z)]), types=types)
@@ -1815,6 +1902,24 @@ class _Compiler:
             None if ihi is None else -ihi, hi_ex, None if ilo is None else -ilo, lo_ex, False
         )
         return Part(nums=NumSet(pos=pos, neg=neg), types=types)
+
+    def multiple_fractions(self, m: Fraction, ptr: str) -> list[str] | None:
+        """multipleOf d / 10^k with d dividing 10^k: a number is a multiple exactly when its fraction
+        digits (padded to k) are a multiple of d, whatever its integer part. Returns those digit
+        strings (trailing zeros stripped); None (after the strict error) for other divisors."""
+        k = 0
+        while (m * 10**k).denominator != 1 and k <= 18:
+            k += 1
+        d = m * 10**k
+        if d.denominator != 1 or 10**k % int(d) or 10**k // int(d) > MAX_FRACTIONS:
+            self.unsupported(
+                ptr,
+                "multipleOf",
+                f"multipleOf {float(m)!r} is not supported (fractional divisors must be d / 10^k "
+                f"with d dividing 10^k, at most {MAX_FRACTIONS} fractions)",
+            )
+            return None
+        return [format(j * int(d), f"0{k}d").rstrip("0") for j in range(10**k // int(d))]
 
     def non_integer_part(self, node, ptr) -> Part:
         """Numbers with a nonzero fraction (`not: {type: integer}`), without bounds."""
@@ -1929,12 +2034,18 @@ class _Compiler:
                 if rx2 == "(?!)":
                     return Part()
                 rx = rx2
-            else:
+            elif max(mn, mx or 0) > MAX_PATTERN_LENGTH_BOUND:
+                kwl = "maxLength" if mx is not None else "minLength"
                 self.unsupported(
-                    _ptr(ptr, "maxLength" if mx is not None else "minLength"),
-                    "maxLength" if mx is not None else "minLength",
-                    f"length bounds together with {kw} are not supported",
+                    _ptr(ptr, kwl),
+                    kwl,
+                    f"length bounds above {MAX_PATTERN_LENGTH_BOUND} together with {kw} are not supported",
                 )
+            else:
+                # pattern AND length: a leading lookahead that counts the code points up to the
+                # closing quote; the regex compiler builds the product automaton (re_compile.py)
+                rep = f"{{{mn},}}" if mx is None else f"{{{mn},{mx}}}"
+                return Part(strings=[f'(?="{_LEN_UNIT}{rep}")"{rx}"'], types={"string"})
         return Part(strings=[f'"{rx}"'], types={"string"})
 
     # ------------------------------------------------------------------ arrays
@@ -1955,6 +2066,10 @@ class _Compiler:
         mn = int(node.get("minItems", 0))
         mx = node.get("maxItems")
         mx = None if mx is None else int(mx)
+        if mx is not None and mx > MAX_REPEAT_EXPANSION >= max(mn, len(prefix)):
+            # generated up to the cap: every array the grammar accepts is still valid (the longer
+            # ones are not generated, a documented restriction like the property order)
+            mx = MAX_REPEAT_EXPANSION
         if max(mn, len(prefix), mx or 0) > MAX_REPEAT_EXPANSION and (
             mx is not None or mn > MAX_REPEAT_EXPANSION
         ):
@@ -2003,6 +2118,27 @@ class _Compiler:
         return self.rule([f"{lk} {nxt} {rk}"])
 
     # ------------------------------------------------------------------ objects
+    def property_names(self, node, ptr, base) -> str | Literal[False] | None:
+        """propertyNames as one quoted-string regex every key must match (None: any key, False:
+        no key); extra keys get it as a lookahead, listed names are checked here."""
+        pn = node.get("propertyNames")
+        if pn is None or pn is True or pn == {}:
+            return None
+        where = _ptr(ptr, "propertyNames")
+        part = self.part(pn, where, base)
+        if part.any:
+            return None
+        if not part.strings:
+            return False
+        if any(s.startswith("(?=") for s in part.strings):
+            self.unsupported(
+                where, "propertyNames", "propertyNames with length bounds and a pattern/format"
+            )
+            return None
+        strs = part.strings
+        rx = strs[0] if len(strs) == 1 else '"(?:' + "|".join(s[1:-1] for s in strs) + ')"'
+        return None if rx == JSON_STRING else rx
+
     def object_rule(self, node, ptr, base) -> str | None:
         props = node.get("properties", {})
         required = list(node.get("required", []))
@@ -2026,8 +2162,15 @@ class _Compiler:
                     f"pattern {p!r} is not supported",
                 )
         keys = list(props) + [k for k in required if k not in props]
+        names = self.property_names(node, ptr, base)
         members = []  # (key, required, value rule or None)
         for k in keys:
+            if names is not None and (
+                names is False or not re.fullmatch(names, json.dumps(k, ensure_ascii=False))
+            ):
+                if k in required:
+                    return None  # a required name that propertyNames forbids
+                continue
             subs, sptrs = [], []
             if k in props:
                 subs.append(props[k])
@@ -2052,18 +2195,13 @@ class _Compiler:
         listed = set(keys)
         # extra members: (key terminal, value rule)
         extras: list[str] = []
-        if pats:
+        if names is False:
+            pass  # propertyNames allows no key
+        elif pats:
             # extra keys must match a pattern: keys matching none (which additionalProperties would
             # allow) are not generated -- a documented restriction, never an over-approximation.
-            regexes = []
+            regexes, shadowed = [], {}
             for p, cp in compiled_pats:
-                if any(cp.search(k) for k in listed):
-                    self.unsupported(
-                        _ptr(ptr, "patternProperties", p),
-                        "patternProperties",
-                        "a patternProperties pattern that matches a listed property is not supported",
-                    )
-                    continue
                 try:
                     rx, _w = translate_pattern(p)
                 except _PatternError as exc:
@@ -2072,6 +2210,9 @@ class _Compiler:
                     )
                     continue
                 regexes.append((p, '"' + rx + '"'))
+                # listed names it matches are members above (under properties AND pattern); as
+                # extra keys they are excluded by a lookahead (an automaton product)
+                shadowed[p] = {k for k in listed if cp.search(k)}
             if len(regexes) > 1 and not self.disjoint([r for _p, r in regexes]):
                 self.unsupported(
                     _ptr(ptr, "patternProperties"),
@@ -2081,12 +2222,19 @@ class _Compiler:
                 regexes = regexes[:1]
             for p, rx in regexes:
                 vp = self.part(pats[p], _ptr(ptr, "patternProperties", p), base)
+                if shadowed[p]:
+                    rx = f"(?={_key_excluding(shadowed[p])}){rx}"
+                if names is not None:
+                    rx = f"(?={names}){rx}"
                 if not vp.empty():
                     extras.append(f"{self.term(rx)} {col} {self.value_rule(vp)}")
         elif addl is not False:
             vp = self.part(addl, _ptr(ptr, "additionalProperties"), base)
+            key = _key_excluding(listed)
+            if names is not None:
+                key = f"(?={names}){key}"
             if not vp.empty():
-                extras.append(f"{self.term(_key_excluding(listed))} {col} {self.value_rule(vp)}")
+                extras.append(f"{self.term(key)} {col} {self.value_rule(vp)}")
         minp = int(node.get("minProperties", 0))
         maxp = node.get("maxProperties")
         n_req = sum(1 for m in members if m[1])
@@ -2226,6 +2374,7 @@ _TYPE_KEYWORDS = frozenset(
         "patternProperties",
         "minProperties",
         "maxProperties",
+        "propertyNames",
         "not",
     ]
 ) | frozenset(UNSUPPORTED)

@@ -3,8 +3,10 @@
 Python's own parser (`re._parser`) gives the syntax tree, so the accepted syntax, the error
 positions and the character classes are exactly those of `re` (Unicode `\\d`, `\\w`, `\\s` unless
 `(?a)`; `(?i)`, `(?s)` and `(?x)` flags). The tree becomes a Thompson NFA over code-point ranges,
-then a determinised byte DFA. Every step is bounded: NFA size (large counted repetitions), DFA
-states and wall-clock time, each with a clear `GrammarError` instead of a hang.
+then a determinised byte DFA; a positive lookahead that starts a top-level alternative becomes
+the product of two DFAs (JSON Schema's length bounds next to a pattern). Every step is bounded:
+NFA size (large counted repetitions), DFA states and wall-clock time, each with a clear
+`GrammarError` instead of a hang.
 """
 
 from __future__ import annotations
@@ -16,8 +18,10 @@ import time
 from re import _constants as C  # type: ignore[attr-defined]  # Python >= 3.11
 from re import _parser as sre_parse  # type: ignore[attr-defined]
 
+import numpy as np
+
 from ..errors import GrammarError, UnsupportedFeatureError
-from .bytedfa import MAX_UNICODE, ByteDFA, determinise, utf8_sequences
+from .bytedfa import MAX_UNICODE, ByteDFA, determinise, intersect, utf8_sequences
 
 Ranges = tuple[tuple[int, int], ...]
 
@@ -271,6 +275,31 @@ def _byte_edges(nfa: _NFA) -> list[list[tuple[int, int, int]]]:
     return edges
 
 
+def _top_alternatives(items) -> list[list]:
+    """The pattern's top-level alternatives: a lone branch, or a lone flag-free group around one,
+    is split (``(?:A|B)`` -> [A, B])."""
+    items = list(items)
+    if len(items) == 1:
+        name, arg = str(items[0][0]), items[0][1]
+        if name == "BRANCH":
+            return [alt for sub in arg[1] for alt in _top_alternatives(sub)]
+        if name == "SUBPATTERN" and not arg[1] and not arg[2]:
+            return _top_alternatives(arg[3])
+    return [items]
+
+
+def _leading_lookaheads(alt: list) -> tuple[list, list]:
+    """(bodies of the positive lookaheads an alternative starts with, the rest).
+
+    Under full-match such a lookahead sees exactly the text the rest matches, so ``(?=A)R`` is
+    L(R) intersected with the strings that start with a match of A: an automaton product."""
+    heads = []
+    while alt and str(alt[0][0]) == "ASSERT" and alt[0][1][0] == 1:
+        heads.append(alt[0][1][1])
+        alt = alt[1:]
+    return heads, alt
+
+
 def check_supported(pattern: str) -> None:
     """Reject, before any automaton is built, what no finite automaton can express; with `re`'s own
     errors (message, position, caret) for invalid syntax."""
@@ -281,7 +310,10 @@ def check_supported(pattern: str) -> None:
     except re.error as exc:
         caret = "" if exc.pos is None else f"\n  {pattern}\n  {' ' * exc.pos}^"
         raise GrammarError(f"invalid regex: {exc.msg} at position {exc.pos}{caret}") from exc
-    _check_tree(pattern, tree)
+    for alt in _top_alternatives(tree):
+        heads, rest = _leading_lookaheads(alt)
+        for sub in [*heads, rest]:
+            _check_tree(pattern, sub)
 
 
 def _check_tree(pattern: str, tree) -> None:
@@ -313,14 +345,64 @@ def compile_regex(
     """The trimmed byte DFA of the strings that `re.fullmatch(pattern, s)` accepts.
 
     A leading `^`/`\\A` and a trailing `$`/`\\Z` are redundant under full-match and dropped before
-    parsing; any other anchor, lookaround or backreference is an `UnsupportedFeatureError`.
+    parsing. Positive lookaheads at the start of a top-level alternative (``(?=A)R|S``) are
+    intersections; any other anchor, lookaround or backreference is an `UnsupportedFeatureError`.
     """
     budget = _Budget(pattern, max_nfa_states=max_nfa_states, max_dfa_states=max_dfa_states, time_budget_s=time_budget_s)
     tree = sre_parse.parse(strip_anchors(pattern))
+    flags = tree.state.flags
+    alts = [_leading_lookaheads(alt) for alt in _top_alternatives(tree)]
+    if not any(heads for heads, _rest in alts):
+        return _dfa(budget, tree, flags)
+    products = [_product(budget, heads, rest, flags) for heads, rest in alts if heads]
+    plain = [rest for heads, rest in alts if not heads]
+    if not plain and len(products) == 1:
+        return products[0]
     nfa = _NFA(budget)
-    start, end = nfa.build(tree, tree.state.flags)
+    start, end = nfa.node(), nfa.node()
+    for rest in plain:
+        s, e = nfa.build(rest, flags)
+        nfa.eps[start].append(s)
+        nfa.eps[e].append(end)
     edges = _byte_edges(nfa)
-    return determinise(edges, start, {end}, eps=nfa.eps, max_states=max_dfa_states, check_time=budget.check_time)
+    finals = {end}
+    for dfa in products:  # each product DFA joins the byte NFA as nodes with byte-run edges
+        if dfa.initial == dfa.dead:
+            continue
+        base = len(edges)
+        for row in dfa.transitions[: dfa.n_states]:
+            cuts = np.flatnonzero(np.diff(row)) + 1
+            runs = zip(np.r_[0, cuts], np.r_[cuts, 256], strict=True)
+            edges.append([(int(lo), int(hi) - 1, base + int(row[lo])) for lo, hi in runs if row[lo] != dfa.dead])
+        nfa.eps[start].append(base + dfa.initial)
+        finals.update(base + int(q) for q in np.flatnonzero(dfa.accepting))
+    return determinise(edges, start, finals, eps=nfa.eps, max_states=budget.max_dfa_states, check_time=budget.check_time)
+
+
+def _product(budget: _Budget, heads: list, rest: list, flags: int) -> ByteDFA:
+    """``(?=A)(?=B)R`` under full match: R's DFA times, per lookahead, the DFA of A followed by anything."""
+    dfa = _dfa(budget, rest, flags)
+    for head in heads:
+        ahead = _dfa(budget, head, flags, prefix=True, minimise=False)
+        dfa = intersect(dfa, ahead, max_states=budget.max_dfa_states, check_time=budget.check_time)
+    return dfa
+
+
+def _dfa(budget: _Budget, items, flags: int, *, prefix: bool = False, minimise: bool = True) -> ByteDFA:
+    """The DFA of `items` (with `prefix`: of every string that starts with a match of them)."""
+    nfa = _NFA(budget)
+    start, end = nfa.build(items, flags)
+    if prefix:
+        loop = nfa.node()
+        nfa.eps[end].append(loop)
+        s, e = nfa.chars(((0, MAX_UNICODE),))
+        nfa.eps[loop].append(s)
+        nfa.eps[e].append(loop)
+        end = loop
+    return determinise(
+        _byte_edges(nfa), start, {end}, eps=nfa.eps, max_states=budget.max_dfa_states,
+        check_time=budget.check_time, minimise=minimise,
+    )
 
 
 def strip_anchors(pattern: str) -> str:

@@ -6,7 +6,9 @@ through the transition table.
 
 Semantics are exactly those of `re.fullmatch(pattern, text)` (Unicode classes unless `(?a)`);
 a leading `^` / `\\A` and a trailing `$` / `\\Z` are redundant under full-match and dropped.
-Backreferences, lookaround, inner anchors, word boundaries, atomic groups and possessive
+Positive lookaheads at the start of a top-level alternative (``(?=A)R|S``) are compiled as an
+automaton product (R's strings that start with a match of A, exactly `re.fullmatch`);
+backreferences, other lookaround, inner anchors, word boundaries, atomic groups and possessive
 repeats are rejected with `UnsupportedFeatureError`. Compilation is bounded (automaton size
 and a time budget) and fails with `GrammarError` rather than hang.
 """
