@@ -1068,3 +1068,22 @@ def test_property_names():
           valid=[{}, {"x": 1}], invalid=[{"z": 1}, {"x": "a"}])
     check({"type": "object", "propertyNames": False}, valid=[{}], invalid=[{"a": 1}])
     check({"type": "object", "propertyNames": {"type": "string"}}, valid=[{"a": 1}, {}])
+
+
+def test_object_branches_whose_keys_collide_in_the_lexer_are_refused():
+    """An any-key object beside an object whose first key is "c": both key terminals match "c",
+    the lexer takes one without the parser's say and `{"c":1}` was rejected although valid (found
+    by the fuzz suite). Strict mode refuses it; lenient mode widens the objects with a warning."""
+    schema = {
+        "anyOf": [
+            {"type": "integer", "exclusiveMinimum": 0},
+            {"type": "object", "additionalProperties": {"type": "null"}},
+            {"type": "object", "required": ["c"]},
+        ]
+    }
+    with pytest.raises(UnsupportedFeatureError, match="both match some text") as exc:
+        schema_to_lark(schema)
+    assert exc.value.feature == "anyOf" and exc.value.where == "/anyOf"
+    with pytest.warns(GuideSchemaWarning, match="/anyOf"):
+        js = json_schema(schema, strict=False)
+    assert accepts(js.lark_text, '{"c":1}') and accepts(js.lark_text, '{"a":null}') and accepts(js.lark_text, "3")

@@ -1544,7 +1544,7 @@ class _Compiler:
             where = _ptr(ptr, key)
             if where in self.widen:  # lenient fallback after an LALR conflict: any object / array
                 self.warnings.append(
-                    (where, key, "branches overlap (LALR conflict): objects/arrays widened to any")
+                    (where, key, "branches overlap (LALR or lexer conflict): objects/arrays widened to any")
                 )
                 kinds = result.types & {"object", "array"}
                 result = Part(False, result.strings, result.nums, result.lits, [], result.types)
@@ -2481,9 +2481,39 @@ def _lalr_conflict(text: str) -> str | None:
             raise NotImplementedError
 
     try:
-        build_lark(text, parser="lalr", lexer=_NoLexer, start="start")
+        lk = build_lark(text, parser="lalr", lexer=_NoLexer, start="start")
     except lark.exceptions.GrammarError as exc:
         return str(exc).splitlines()[0]
+    return _lexer_collision(lk)
+
+
+def _lexer_collision(lk) -> str | None:
+    """Two terminals that one parser state takes and that match a common string: the lexer picks
+    one of them without the parser's say, so the other branch is lost for that string (e.g. an
+    any-key object beside an object whose first key is "c": `{"c":1}` would be lexed for the
+    first and rejected). Unions of object/array branches need their terminals disjoint."""
+    from .cfg import _terminal_regex
+    from .regex import Regex
+    from .bytedfa import intersects
+
+    patterns = {t.name: t for t in lk.terminals}
+    dfas: dict = {}
+
+    def dfa(name):
+        if name not in dfas:
+            dfas[name] = Regex(_terminal_regex(patterns[name])).byte_dfa()
+        return dfas[name]
+
+    checked: set = set()
+    for row in lk.parser.parser.parser.parse_table.states.values():
+        terms = sorted(sym for sym in row if sym in patterns)
+        for i, a in enumerate(terms):
+            for b in terms[i + 1 :]:
+                if (a, b) in checked:
+                    continue
+                checked.add((a, b))
+                if intersects(dfa(a), dfa(b)):
+                    return f"terminals {a} /{patterns[a].pattern.value}/ and {b} /{patterns[b].pattern.value}/ both match some text"
     return None
 
 
@@ -2521,7 +2551,7 @@ def schema_to_lark(
             return SchemaGrammar(text, comp.warnings)
         where = comp.multi_struct[0]
         kw = where.rsplit("/", 1)[-1]
-        msg = f"the {kw} branches overlap in a way an LALR(1) grammar cannot decide ({conflict})"
+        msg = f"the {kw} branches overlap in a way the LALR(1) parser and its lexer cannot decide ({conflict})"
         if strict:
             raise UnsupportedFeatureError(
                 f"{msg} (keyword {kw!r} at {where})", feature=kw, where=where
