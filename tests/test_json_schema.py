@@ -1087,3 +1087,21 @@ def test_object_branches_whose_keys_collide_in_the_lexer_are_refused():
     with pytest.warns(GuideSchemaWarning, match="/anyOf"):
         js = json_schema(schema, strict=False)
     assert accepts(js.lark_text, '{"c":1}') and accepts(js.lark_text, '{"a":null}') and accepts(js.lark_text, "3")
+
+
+def test_keys_matching_no_pattern_take_additional_properties():
+    """Next to patternProperties, a key that is not listed and matches no pattern is an extra
+    key under additionalProperties (a product with the complement of each pattern)."""
+    schema = {
+        "type": "object",
+        "properties": {"name": {"type": "string"}},
+        "patternProperties": {"^[a-f0-9]+$": {"type": "array"}},
+        "additionalProperties": {"type": "integer"},
+    }
+    text = schema_to_lark(schema).lark_text
+    for ok in ['{"project1":1}', '{"ab":[]}', '{"name":"x","zz":3}', '{"name":"x","ab":[1],"q":2}']:
+        assert accepts(text, ok), ok
+    for bad in ['{"project1":[1]}', '{"ab":1}', '{"name":1}', '{"zz":"s"}']:
+        assert not accepts(text, bad), bad
+    closed = schema_to_lark({**schema, "additionalProperties": False}).lark_text
+    assert accepts(closed, '{"ab":[]}') and not accepts(closed, '{"project1":1}')

@@ -72,6 +72,17 @@ def intersects(a: ByteDFA, b: ByteDFA) -> bool:
     return False
 
 
+def complement(a: ByteDFA) -> ByteDFA:
+    """Every byte string `a` rejects: the dead state becomes an accepting sink (not trimmed; only
+    meant as an operand of `intersect`, whose other side keeps the result to valid text)."""
+    n = a.n_states
+    table = np.empty((n + 2, 256), dtype=np.int32)
+    table[: n + 1] = a.transitions  # moves into the old dead state n now reach the sink
+    table[n] = n
+    table[n + 1] = n + 1
+    return ByteDFA(transitions=table, accepting=np.append(~a.accepting, True), initial=a.initial)
+
+
 def intersect(a: ByteDFA, b: ByteDFA, *, max_states: int, check_time: Callable[[], None] | None = None) -> ByteDFA:
     """The product automaton of the strings both accept (for a pattern's leading lookahead)."""
     width = b.dead + 1

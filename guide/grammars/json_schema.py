@@ -2198,8 +2198,8 @@ class _Compiler:
         if names is False:
             pass  # propertyNames allows no key
         elif pats:
-            # extra keys must match a pattern: keys matching none (which additionalProperties would
-            # allow) are not generated -- a documented restriction, never an over-approximation.
+            # keys matching a pattern take its schema; keys matching none and not listed take
+            # additionalProperties (negative lookaheads: an automaton product with complements)
             regexes, shadowed = [], {}
             for p, cp in compiled_pats:
                 try:
@@ -2228,6 +2228,13 @@ class _Compiler:
                     rx = f"(?={names}){rx}"
                 if not vp.empty():
                     extras.append(f"{self.term(rx)} {col} {self.value_rule(vp)}")
+            if addl is not False and len(regexes) == len(compiled_pats):
+                vp = self.part(addl, _ptr(ptr, "additionalProperties"), base)
+                key = "".join(f"(?!{rx})" for _p, rx in regexes) + _key_excluding(listed)
+                if names is not None:
+                    key = f"(?={names}){key}"
+                if not vp.empty():
+                    extras.append(f"{self.term(key)} {col} {self.value_rule(vp)}")
         elif addl is not False:
             vp = self.part(addl, _ptr(ptr, "additionalProperties"), base)
             key = _key_excluding(listed)

@@ -3,7 +3,7 @@
 Python's own parser (`re._parser`) gives the syntax tree, so the accepted syntax, the error
 positions and the character classes are exactly those of `re` (Unicode `\\d`, `\\w`, `\\s` unless
 `(?a)`; `(?i)`, `(?s)` and `(?x)` flags). The tree becomes a Thompson NFA over code-point ranges,
-then a determinised byte DFA; a positive lookahead that starts a top-level alternative becomes
+then a determinised byte DFA; a lookahead (positive or negative) that starts a top-level alternative becomes
 the product of two DFAs (JSON Schema's length bounds next to a pattern). Every step is bounded:
 NFA size (large counted repetitions), DFA states and wall-clock time, each with a clear
 `GrammarError` instead of a hang.
@@ -21,7 +21,7 @@ from re import _parser as sre_parse  # type: ignore[attr-defined]
 import numpy as np
 
 from ..errors import GrammarError, UnsupportedFeatureError
-from .bytedfa import MAX_UNICODE, ByteDFA, determinise, intersect, utf8_sequences
+from .bytedfa import MAX_UNICODE, ByteDFA, complement, determinise, intersect, utf8_sequences
 
 Ranges = tuple[tuple[int, int], ...]
 
@@ -294,8 +294,8 @@ def _leading_lookaheads(alt: list) -> tuple[list, list]:
     Under full-match such a lookahead sees exactly the text the rest matches, so ``(?=A)R`` is
     L(R) intersected with the strings that start with a match of A: an automaton product."""
     heads = []
-    while alt and str(alt[0][0]) == "ASSERT" and alt[0][1][0] == 1:
-        heads.append(alt[0][1][1])
+    while alt and str(alt[0][0]) in ("ASSERT", "ASSERT_NOT") and alt[0][1][0] == 1:
+        heads.append((str(alt[0][0]) == "ASSERT", alt[0][1][1]))
         alt = alt[1:]
     return heads, alt
 
@@ -312,7 +312,7 @@ def check_supported(pattern: str) -> None:
         raise GrammarError(f"invalid regex: {exc.msg} at position {exc.pos}{caret}") from exc
     for alt in _top_alternatives(tree):
         heads, rest = _leading_lookaheads(alt)
-        for sub in [*heads, rest]:
+        for sub in [*(body for _positive, body in heads), rest]:
             _check_tree(pattern, sub)
 
 
@@ -345,8 +345,8 @@ def compile_regex(
     """The trimmed byte DFA of the strings that `re.fullmatch(pattern, s)` accepts.
 
     A leading `^`/`\\A` and a trailing `$`/`\\Z` are redundant under full-match and dropped before
-    parsing. Positive lookaheads at the start of a top-level alternative (``(?=A)R|S``) are
-    intersections; any other anchor, lookaround or backreference is an `UnsupportedFeatureError`.
+    parsing. Lookaheads at the start of a top-level alternative (``(?=A)R|S``, ``(?!A)R``) are
+    intersections (with a complement for the negative ones); any other anchor, lookaround or backreference is an `UnsupportedFeatureError`.
     """
     budget = _Budget(pattern, max_nfa_states=max_nfa_states, max_dfa_states=max_dfa_states, time_budget_s=time_budget_s)
     tree = sre_parse.parse(strip_anchors(pattern))
@@ -380,10 +380,13 @@ def compile_regex(
 
 
 def _product(budget: _Budget, heads: list, rest: list, flags: int) -> ByteDFA:
-    """``(?=A)(?=B)R`` under full match: R's DFA times, per lookahead, the DFA of A followed by anything."""
+    """``(?=A)(?!B)R`` under full match: R's DFA times, per lookahead, the DFA of A followed by
+    anything (for ``(?!B)``: its complement)."""
     dfa = _dfa(budget, rest, flags)
-    for head in heads:
+    for positive, head in heads:
         ahead = _dfa(budget, head, flags, prefix=True, minimise=False)
+        if not positive:
+            ahead = complement(ahead)
         dfa = intersect(dfa, ahead, max_states=budget.max_dfa_states, check_time=budget.check_time)
     return dfa
 
