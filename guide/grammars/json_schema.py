@@ -1312,6 +1312,51 @@ class _Compiler:
             ts &= self.branch_types(b, base, ptr, depth + 1)
         return ts
 
+    # ------------------------------------------------------------------ oneOf exclusivity
+    # keyword -> the JSON type it constrains ("number" also stands for "integer")
+    _KW_TYPE = {
+        **{k: "number" for k in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf")},
+        **{k: "string" for k in ("minLength", "maxLength", "pattern", "format")},
+        **{
+            k: "array"
+            for k in (
+                "items", "prefixItems", "additionalItems", "minItems", "maxItems", "uniqueItems",
+                "contains", "minContains", "maxContains", "unevaluatedItems",
+            )
+        },
+        **{
+            k: "object"
+            for k in (
+                "properties", "required", "additionalProperties", "patternProperties",
+                "minProperties", "maxProperties", "dependentRequired", "dependentSchemas",
+                "dependencies", "propertyNames", "unevaluatedProperties",
+            )
+        },
+    }
+    _KW_ANY = frozenset(
+        ["allOf", "anyOf", "oneOf", "not", "$ref", "if", "then", "else", "enum", "const",
+         "$dynamicRef", "$recursiveRef"]
+    )
+
+    def free_types(self, sub, base, ptr) -> set:
+        """Types (number for both numeric types) of which `sub` accepts every value."""
+        sub, _b = self.deref(sub, base, ptr)
+        if sub is True or sub == {}:
+            return set(_TYPES) - {"integer"}
+        if not isinstance(sub, dict) or any(k in sub for k in self._KW_ANY):
+            return set()
+        t = sub.get("type")
+        ts = set(_TYPES) - {"integer"} if t is None else {t} if isinstance(t, str) else set(t)
+        ts.discard("integer")  # `integer` alone leaves out non-integral numbers
+        return ts - {self._KW_TYPE[k] for k in sub if k in self._KW_TYPE}
+
+    def valid_for(self, node, value) -> bool | None:
+        """Whether `value` validates against `node` (None when the oracle fails)."""
+        try:
+            return bool(self.validator().evolve(schema=node).is_valid(value))
+        except Exception:  # noqa: BLE001 - unknown: the caller treats it as an overlap
+            return None
+
     def _const_values(self, sub, base, ptr):
         sub, _b = self.deref(sub, base, ptr)
         if isinstance(sub, dict):
@@ -1321,43 +1366,97 @@ class _Compiler:
                 return sub["enum"]
         return None
 
-    def discriminated(self, a, b, base, ptr) -> bool:
-        """Two object schemas that require one property with disjoint const/enum values."""
-        a, abase = self.deref(a, base, ptr)
-        b, bbase = self.deref(b, base, ptr)
+    def values_disjoint(self, sa, sb, base, ptr, depth=0) -> bool:
+        """No JSON value validates against both subschemas (False when that is not shown)."""
+        common = self.branch_types(sa, base, ptr) & self.branch_types(sb, base, ptr)
+        if not common:
+            return True
+        va, vb = self._const_values(sa, base, ptr), self._const_values(sb, base, ptr)
+        if va is not None and vb is not None:
+            return not any(_json_eq(x, y) for x in va for y in vb)
+        for vals, other in ((va, sb), (vb, sa)):
+            if vals is not None:
+                node, _b = self.deref(other, base, ptr)
+                return all(self.valid_for(node, v) is False for v in vals)
+        return common == {"object"} and self.objects_disjoint(sa, sb, base, ptr, depth + 1)
+
+    @staticmethod
+    def _member_schema(node: dict, key: str):
+        """The subschema a value under `key` must satisfy by `node`'s own keywords (None: not
+        known, because a patternProperties pattern may apply)."""
+        if key in node.get("properties", {}):
+            return node["properties"][key]
+        if node.get("patternProperties"):
+            return None
+        return node.get("additionalProperties", True)
+
+    def objects_disjoint(self, a, b, base, ptr, depth=0) -> bool:
+        """No object validates against both schemas, shown by an exact witness: a key one side
+        requires whose values the two sides cannot share (a closed side allows no value)."""
+        if depth > 6:
+            return False
+        a, _ab = self.deref(a, base, ptr)
+        b, _bb = self.deref(b, base, ptr)
+        if a is False or b is False:
+            return True
         if not (isinstance(a, dict) and isinstance(b, dict)):
             return False
-        pa, pb = a.get("properties", {}), b.get("properties", {})
-        for k in set(a.get("required", [])) & set(b.get("required", [])):
-            if k in pa and k in pb:
-                va, vb = (
-                    self._const_values(pa[k], abase, ptr),
-                    self._const_values(pb[k], bbase, ptr),
-                )
-                if (
-                    va is not None
-                    and vb is not None
-                    and not any(_json_eq(x, y) for x in va for y in vb)
+        for x, y, flip in ((a, b, False), (b, a, True)):
+            # every value of x satisfies each allOf member (and a $ref with siblings) of x ...
+            subs = list(x.get("allOf", [])) if isinstance(x.get("allOf"), list) else []
+            if "$ref" in x:
+                subs.append({"$ref": x["$ref"]})
+            for s in subs:
+                if self.objects_disjoint(*((y, s) if flip else (s, y)), base, ptr, depth + 1):
+                    return True
+            # ... and one branch of each anyOf / oneOf of x
+            for kw in ("anyOf", "oneOf"):
+                if isinstance(x.get(kw), list) and all(
+                    self.objects_disjoint(*((y, s) if flip else (s, y)), base, ptr, depth + 1)
+                    for s in x[kw]
+                ):
+                    return True
+        for x, y in ((a, b), (b, a)):
+            for k in x.get("required", []):
+                sx, sy = self._member_schema(x, k), self._member_schema(y, k)
+                if sx is not None and sy is not None and (
+                    sx is False
+                    or sy is False
+                    or self.values_disjoint(sx, sy, base, ptr, depth)
                 ):
                     return True
         return False
 
     def exclude(self, a, b, base, ptr, forbid: set, need: set) -> bool:
-        """Make object branch `a` reject everything branch `b` accepts (for oneOf), by forbidding
-        a key `b` requires or requiring a key `b` does not allow; False when no witness is found."""
-        if self.discriminated(a, b, base, ptr):
+        """Make object branch `a` reject every object branch `b` accepts (for oneOf); the witness
+        is added to `forbid` (keys `a` may not have) or `need` (keys `a` must have). Exact rules
+        are tried first; forbidding a key and requiring a discriminator are under-approximations.
+        Only the two schemas' own object keywords are used: each value of a schema satisfies
+        them whatever its other applicators say. False when no witness is found."""
+        if self.objects_disjoint(a, b, base, ptr):
             return True
         a, _ab = self.deref(a, base, ptr)
         b, _bb = self.deref(b, base, ptr)
-        if not (isinstance(a, dict) and isinstance(b, dict)) or any(
-            k in a or k in b for k in ("allOf", "anyOf", "oneOf", "$ref", "not", "if")
-        ):
+        if not (isinstance(a, dict) and isinstance(b, dict)):
             return False
         req_a, req_b = set(a.get("required", [])), set(b.get("required", []))
         props_a, props_b = a.get("properties", {}), b.get("properties", {})
         closed_b = b.get("additionalProperties", True) is False and not b.get("patternProperties")
-        if closed_b and any(k not in props_b for k in req_a | need):
-            return True  # a always has a key b forbids
+        disjoint = [
+            k
+            for k in props_a
+            if k in props_b and self.values_disjoint(props_a[k], props_b[k], base, ptr)
+        ]
+        for k in sorted(need):  # keys a will require: a value b cannot take, or none allowed
+            sb = self._member_schema(b, k)
+            if sb is not None and (
+                sb is False
+                or (k in props_a and self.values_disjoint(props_a[k], sb, base, ptr))
+            ):
+                return True
+        if disjoint and disjoint[0] not in forbid:
+            need.add(disjoint[0])  # a discriminator neither side requires: require it
+            return True
         for k in sorted(req_b - req_a):
             if k not in need:  # forbidding a key b requires makes every `a` object fail b
                 forbid.add(k)
@@ -1369,42 +1468,120 @@ class _Compiler:
                     return True
         return False
 
+    def _items_disjoint(self, a, b, base, ptr) -> bool:
+        """Two array schemas whose items share no JSON type: they overlap at most on []."""
+        a, _ab = self.deref(a, base, ptr)
+        b, _bb = self.deref(b, base, ptr)
+        if not (isinstance(a, dict) and isinstance(b, dict)):
+            return False
+        if any(isinstance(s.get("items"), list) or "prefixItems" in s for s in (a, b)):
+            return False
+        return not (
+            self.branch_types(a.get("items", True), base, ptr)
+            & self.branch_types(b.get("items", True), base, ptr)
+        )
+
+    def exclusive_oneof(self, oneof: list, rest: dict, ptr, base) -> list:
+        """oneOf branches rewritten so that no two accept the same value (within the parent's
+        types); a strict error when that cannot be shown."""
+        n = len(oneof)
+        bptr = [_ptr(ptr, "oneOf", i) for i in range(n)]
+        nodes = [self.deref(b, base, bptr[i])[0] for i, b in enumerate(oneof)]
+        parent = self.branch_types({k: v for k, v in rest.items() if k not in ANNOTATIONS}, base, ptr)
+        tss = [self.branch_types(b, base, bptr[i]) & parent for i, b in enumerate(oneof)]
+        free = [self.free_types(b, base, bptr[i]) for i, b in enumerate(oneof)]
+        finite = [self._const_values(b, base, bptr[i]) for i, b in enumerate(oneof)]
+        drop: list[set] = [set() for _ in oneof]
+        forbid: list[set] = [set() for _ in oneof]
+        need: list[set] = [set() for _ in oneof]
+        nonempty = [False] * n
+        keep_vals: list = [None if f is None else list(f) for f in finite]
+        clash = False
+        # a type two branches accept entirely never satisfies oneOf: drop it from both (exact);
+        # so is everything two equal branches accept
+        for i in range(n):
+            for j in range(i + 1, n):
+                if _json_eq(nodes[i], nodes[j]):
+                    free[i] = free[j] = tss[i] | tss[j]
+                both = tss[i] & tss[j] & free[i] & free[j]
+                drop[i] |= both
+                drop[j] |= both
+        tss = [t - d for t, d in zip(tss, drop)]
+        for i in range(n):
+            for j in range(n):
+                common = tss[i] & tss[j]
+                if i == j or not common:
+                    continue
+                if finite[i] is not None:
+                    # a value of i that also validates j satisfies two branches: drop it (exact);
+                    # a non-finite j would still accept it
+                    for v in finite[i]:
+                        vt = _type_of(v)
+                        if ("number" if vt == "integer" else vt) not in common or not any(
+                            _json_eq(v, x) for x in keep_vals[i]
+                        ):
+                            continue
+                        ok = self.valid_for(nodes[j], v)
+                        if ok is False:
+                            continue
+                        if ok and finite[j] is not None:
+                            keep_vals[i] = [x for x in keep_vals[i] if not _json_eq(x, v)]
+                        elif self.valid_for(nodes[i], v) is not False:
+                            clash = True
+                    continue
+                if finite[j] is not None:
+                    continue  # handled from j's side
+                for t in sorted(common):
+                    if t == "object":
+                        if not self.exclude(oneof[i], oneof[j], base, ptr, forbid[i], need[i]):
+                            clash = True
+                    elif t == "array" and self._items_disjoint(oneof[i], oneof[j], base, ptr):
+                        mins = [
+                            s.get("minItems", 0) if isinstance(s, dict) else 0
+                            for s in (nodes[i], nodes[j])
+                        ]
+                        if not (isinstance(mins[0], int) and mins[0] >= 1) and not (
+                            isinstance(mins[1], int) and mins[1] >= 1
+                        ):
+                            nonempty[i] = nonempty[j] = True  # both accept []: it is invalid
+                    else:
+                        clash = True
+        if any(forbid[i] & need[i] for i in range(n)):
+            clash = True
+        if clash:
+            self.unsupported(
+                _ptr(ptr, "oneOf"),
+                "oneOf",
+                "oneOf branches that can accept the same value cannot be made exclusive",
+            )
+            return oneof
+        out = []
+        for i, b in enumerate(oneof):
+            extra: dict = {}
+            if drop[i]:
+                keep = (set(_TYPES) - {"integer"}) - drop[i]
+                if not keep:
+                    out.append(False)
+                    continue
+                extra["type"] = sorted(keep)
+            if forbid[i]:
+                extra["properties"] = {k: False for k in sorted(forbid[i])}
+            if need[i]:
+                extra["required"] = sorted(need[i])
+            if nonempty[i]:
+                extra["minItems"] = 1
+            if finite[i] is not None and len(keep_vals[i]) < len(finite[i]):
+                if not keep_vals[i]:
+                    out.append(False)
+                    continue
+                extra["enum"] = keep_vals[i]
+            out.append({"allOf": [nodes[i], extra]} if extra else b)
+        return out
+
     def anyof_part(self, node, ptr, base) -> Part:
         rest = {k: v for k, v in node.items() if k not in ("anyOf", "oneOf")}
         if "oneOf" in node:
-            oneof = list(node["oneOf"])
-            tss = [self.branch_types(b, base, _ptr(ptr, "oneOf", i)) for i, b in enumerate(oneof)]
-            forbid: list[set] = [set() for _ in oneof]
-            need: list[set] = [set() for _ in oneof]
-            clash = False
-            for i in range(len(tss)):
-                for j in range(len(tss)):
-                    if i == j:
-                        continue
-                    common = tss[i] & tss[j]
-                    if not common:
-                        continue
-                    if common != {"object"} or not self.exclude(
-                        oneof[i], oneof[j], base, ptr, forbid[i], need[i]
-                    ):
-                        clash = True
-            if any(forbid[i] & need[i] for i in range(len(oneof))):
-                clash = True
-            if clash:
-                self.unsupported(
-                    _ptr(ptr, "oneOf"),
-                    "oneOf",
-                    "oneOf branches that can accept the same value cannot be made exclusive",
-                )
-            else:
-                for i, b in enumerate(oneof):
-                    if forbid[i] or need[i]:
-                        extra = {
-                            "properties": {k: False for k in sorted(forbid[i])},
-                            "required": sorted(need[i]),
-                        }
-                        b2, _bb = self.deref(b, base, _ptr(ptr, "oneOf", i))
-                        oneof[i] = {"allOf": [b2, extra]}
+            oneof = self.exclusive_oneof(list(node["oneOf"]), rest, ptr, base)
             node = {**node, "oneOf": oneof}
             if "anyOf" in node:
                 rest["allOf"] = list(rest.get("allOf", [])) + [{"anyOf": node["anyOf"]}]
