@@ -861,3 +861,135 @@ def test_every_format_string_passes_the_format_checker(fmt, data):
 
     s = data.draw(st.from_regex(FORMATS[fmt][0], fullmatch=True))
     assert oracle({"type": "string", "format": fmt}, s), (fmt, s)
+
+
+# ----------------------------------------------------------------------------- oneOf exclusivity
+
+
+def test_oneof_branches_are_intersected_with_the_parent_type():
+    # the branches put no constraint on strings, but the parent allows only objects
+    s = {"type": "object", "oneOf": [{"required": ["a"]}, {"required": ["b"]}]}
+    check(s, valid=[{"a": 1}, {"b": 1}], invalid=[{"a": 1, "b": 2}, {}, "x"])
+
+
+def test_oneof_drops_a_type_two_branches_accept_entirely():
+    # strings satisfy both branches, so no string satisfies oneOf (exact)
+    s = {"oneOf": [{"required": ["a"]}, {"required": ["b"]}]}
+    check(s, valid=[{"a": 1}, {"b": 1}], invalid=["x", 1, None, [], {}, {"a": 1, "b": 2}])
+    # two equal branches: nothing they accept is valid
+    same = {"oneOf": [{"type": "string"}, {"type": "string"}, {"type": "integer"}]}
+    check(same, valid=[1], invalid=["x", 1.5])
+
+
+def test_oneof_of_finite_branches_is_decided_by_value():
+    check(
+        {"oneOf": [{"enum": ["Open"]}, {"enum": ["Fulfilled"]}]},
+        valid=["Open", "Fulfilled"],
+        invalid=["Other", 1],
+    )
+    # a value in two finite branches is dropped from both (exact)
+    check(
+        {"oneOf": [{"enum": ["a", "b"]}, {"enum": ["b", "c"]}]},
+        valid=["a", "c"],
+        invalid=["b", "d"],
+    )
+    # a finite branch against a general one: disjoint when no value of it validates the other
+    check(
+        {"oneOf": [{"enum": ["a", "b"]}, {"type": "string", "minLength": 2}]},
+        valid=["a", "abc"],
+        invalid=["", 1],
+    )
+    with pytest.raises(UnsupportedFeatureError):  # "ab" satisfies both
+        schema_to_lark({"oneOf": [{"enum": ["a", "ab"]}, {"type": "string", "minLength": 2}]})
+
+
+def test_oneof_arrays_with_disjoint_items_overlap_only_on_the_empty_array():
+    s = {
+        "oneOf": [
+            {"type": "string"},
+            {"type": "array", "items": {"type": "number"}},
+            {"type": "array", "items": {"type": "string"}},
+        ]
+    }
+    check(s, valid=["x", [1, 2], ["a"]], invalid=[[], [1, "a"], None])
+    # when one branch already needs an item, [] satisfies only the other one
+    t = {
+        "oneOf": [
+            {"type": "array", "items": {"type": "number"}, "minItems": 1},
+            {"type": "array", "items": {"type": "string"}},
+        ]
+    }
+    check(t, valid=[[], [1], ["a"]], invalid=[[1, "a"]])
+
+
+def test_oneof_object_witnesses():
+    # a discriminator that neither branch requires is required (an under-approximation)
+    s = {
+        "type": "object",
+        "oneOf": [
+            {"properties": {"kind": {"enum": ["a"]}, "x": {"type": "integer"}}},
+            {"properties": {"kind": {"enum": ["b"]}, "y": {"type": "string"}}},
+        ],
+    }
+    g = check(
+        s,
+        valid=[{"kind": "a", "x": 1}, {"kind": "b", "y": "z"}, {"kind": "a", "y": "z"}],
+        invalid=[{}, {"x": 1}],
+    )
+    assert oracle(s, {"x": 1, "y": 2}) and not accepts(g, dump({"x": 1, "y": 2}))  # left out
+    # a closed branch without a key the other one requires: disjoint (exact)
+    closed = {
+        "oneOf": [
+            {
+                "type": "object",
+                "properties": {"a": {}, "m": {"const": 1}},
+                "additionalProperties": False,
+            },
+            {"type": "object", "properties": {"b": {}, "m": {"const": 2}}, "required": ["b", "m"]},
+        ]
+    }
+    check(closed, valid=[{}, {"a": 1, "m": 1}, {"b": 1, "m": 2}], invalid=[{"b": 1}, {"m": 3}])
+    # a discriminator inside a required sub-object, and branches behind allOf and $ref
+    nested = {
+        "$defs": {
+            "base": {"type": "object", "properties": {"v": {"type": "integer"}}},
+            "k": {
+                "type": "object",
+                "properties": {"sys": {"const": "rpm"}},
+                "required": ["sys"],
+            },
+        },
+        "oneOf": [
+            {
+                "allOf": [{"$ref": "#/$defs/base"}],
+                "properties": {"a": {"$ref": "#/$defs/k"}},
+                "required": ["a"],
+            },
+            {
+                "properties": {
+                    "a": {
+                        "type": "object",
+                        "properties": {"sys": {"const": "deb"}},
+                        "required": ["sys"],
+                    }
+                },
+                "required": ["a"],
+                "type": "object",
+            },
+        ],
+    }
+    check(
+        nested,
+        valid=[{"a": {"sys": "rpm"}, "v": 1}, {"a": {"sys": "deb"}}],
+        invalid=[{"a": {"sys": "x"}}, {"a": {}}, {"a": {"sys": "rpm"}, "v": "x"}],
+    )
+
+
+def test_allof_merges_ignore_annotations_and_unknown_keywords():
+    s = {
+        "allOf": [
+            {"type": "object", "x-taplo": {"a": 1}, "markdownDescription": "one"},
+            {"properties": {"n": {"type": "integer"}}, "x-taplo": {"b": 2}, "description": "two"},
+        ]
+    }
+    check(s, valid=[{}, {"n": 1}], invalid=[{"n": "x"}, 1])

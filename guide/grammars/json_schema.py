@@ -88,7 +88,45 @@ UNSUPPORTED = {
     "$dynamicRef": None,
     "$recursiveRef": None,
 }
+# keywords that can change whether a value is valid: any other keyword (annotations, `x-*`
+# extensions, unknown names) is ignored by validators, so two different values of it merge
+ASSERTING = frozenset(
+    [
+        "type", "enum", "const", "multipleOf", "minimum", "maximum", "exclusiveMinimum",
+        "exclusiveMaximum", "minLength", "maxLength", "pattern", "format", "items", "prefixItems",
+        "additionalItems", "minItems", "maxItems", "properties", "required",
+        "additionalProperties", "patternProperties", "minProperties", "maxProperties", "allOf",
+        "anyOf", "oneOf", "not", "then", "else", "$ref", "$defs", "definitions",
+    ]
+) | frozenset(UNSUPPORTED)
 _TYPES = ("null", "boolean", "object", "array", "number", "integer", "string")
+# keyword -> the JSON type it constrains ("number" also stands for "integer"), for oneOf
+_KW_TYPE = {
+    **dict.fromkeys(
+        ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf"), "number"
+    ),
+    **dict.fromkeys(("minLength", "maxLength", "pattern", "format"), "string"),
+    **dict.fromkeys(
+        (
+            "items", "prefixItems", "additionalItems", "minItems", "maxItems", "uniqueItems",
+            "contains", "minContains", "maxContains", "unevaluatedItems",
+        ),
+        "array",
+    ),
+    **dict.fromkeys(
+        (
+            "properties", "required", "additionalProperties", "patternProperties",
+            "minProperties", "maxProperties", "dependentRequired", "dependentSchemas",
+            "dependencies", "propertyNames", "unevaluatedProperties",
+        ),
+        "object",
+    ),
+}
+# keywords that may constrain a value of any type
+_KW_ANY = frozenset(
+    ["allOf", "anyOf", "oneOf", "not", "$ref", "if", "then", "else", "enum", "const"]
+    + ["$dynamicRef", "$recursiveRef"]
+)
 _OLD_DRAFTS = ("draft-03", "draft-04", "draft-05", "draft-06", "draft-07")
 
 
@@ -1313,42 +1351,17 @@ class _Compiler:
         return ts
 
     # ------------------------------------------------------------------ oneOf exclusivity
-    # keyword -> the JSON type it constrains ("number" also stands for "integer")
-    _KW_TYPE = {
-        **{k: "number" for k in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf")},
-        **{k: "string" for k in ("minLength", "maxLength", "pattern", "format")},
-        **{
-            k: "array"
-            for k in (
-                "items", "prefixItems", "additionalItems", "minItems", "maxItems", "uniqueItems",
-                "contains", "minContains", "maxContains", "unevaluatedItems",
-            )
-        },
-        **{
-            k: "object"
-            for k in (
-                "properties", "required", "additionalProperties", "patternProperties",
-                "minProperties", "maxProperties", "dependentRequired", "dependentSchemas",
-                "dependencies", "propertyNames", "unevaluatedProperties",
-            )
-        },
-    }
-    _KW_ANY = frozenset(
-        ["allOf", "anyOf", "oneOf", "not", "$ref", "if", "then", "else", "enum", "const",
-         "$dynamicRef", "$recursiveRef"]
-    )
-
     def free_types(self, sub, base, ptr) -> set:
         """Types (number for both numeric types) of which `sub` accepts every value."""
         sub, _b = self.deref(sub, base, ptr)
         if sub is True or sub == {}:
             return set(_TYPES) - {"integer"}
-        if not isinstance(sub, dict) or any(k in sub for k in self._KW_ANY):
+        if not isinstance(sub, dict) or any(k in sub for k in _KW_ANY):
             return set()
         t = sub.get("type")
         ts = set(_TYPES) - {"integer"} if t is None else {t} if isinstance(t, str) else set(t)
         ts.discard("integer")  # `integer` alone leaves out non-integral numbers
-        return ts - {self._KW_TYPE[k] for k in sub if k in self._KW_TYPE}
+        return ts - {_KW_TYPE[k] for k in sub if k in _KW_TYPE}
 
     def valid_for(self, node, value) -> bool | None:
         """Whether `value` validates against `node` (None when the oracle fails)."""
@@ -1487,7 +1500,8 @@ class _Compiler:
         n = len(oneof)
         bptr = [_ptr(ptr, "oneOf", i) for i in range(n)]
         nodes = [self.deref(b, base, bptr[i])[0] for i, b in enumerate(oneof)]
-        parent = self.branch_types({k: v for k, v in rest.items() if k not in ANNOTATIONS}, base, ptr)
+        own = {k: v for k, v in rest.items() if k not in ANNOTATIONS}
+        parent = self.branch_types(own, base, ptr)
         tss = [self.branch_types(b, base, bptr[i]) & parent for i, b in enumerate(oneof)]
         free = [self.free_types(b, base, bptr[i]) for i, b in enumerate(oneof)]
         finite = [self._const_values(b, base, bptr[i]) for i, b in enumerate(oneof)]
@@ -1646,8 +1660,8 @@ class _Compiler:
                 a["prefixItems"] = pre
         out = dict(a)
         for k, v in b.items():
-            if k in ANNOTATIONS and k not in ("$defs", "definitions"):
-                continue
+            if k not in ASSERTING:
+                continue  # an annotation or unknown keyword: validity does not depend on it
             if k not in out:
                 out[k] = v
                 continue
