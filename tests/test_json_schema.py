@@ -993,3 +993,79 @@ def test_allof_merges_ignore_annotations_and_unknown_keywords():
         ]
     }
     check(s, valid=[{}, {"n": 1}], invalid=[{"n": "x"}, 1])
+
+
+def test_dependent_required_every_subset():
+    s = {
+        "type": "object",
+        "properties": {k: {"type": "integer"} for k in "abcd"},
+        "dependentRequired": {"c": ["a"], "a": ["d"], "b": ["c", "a"]},
+    }
+    for order in ("schema", "any"):
+        g = schema_to_lark(s, property_order=order).lark_text
+        for mask in range(16):
+            inst = {k: 1 for i, k in enumerate("abcd") if mask >> i & 1}
+            assert accepts(g, dump(inst)) == oracle(s, inst), (order, inst)
+    # a dependency on a key that is required anyway, or that a closed object never has
+    check(
+        {
+            "type": "object",
+            "properties": {"a": {}, "b": {}},
+            "required": ["b"],
+            "dependentRequired": {"a": ["b"], "zz": ["a"]},
+            "additionalProperties": False,
+        },
+        valid=[{"b": 1}, {"a": 1, "b": 2}],
+        invalid=[{"a": 1}],
+    )
+    # the needed key can never appear: neither can the trigger
+    check(
+        {
+            "type": "object",
+            "properties": {"a": {}, "b": False},
+            "dependentRequired": {"a": ["b"]},
+        },
+        valid=[{}, {"c": 1}],
+        invalid=[{"a": 1}],
+    )
+    with pytest.raises(UnsupportedFeatureError) as exc:  # an extra key may trigger it
+        schema_to_lark({"type": "object", "dependentRequired": {"a": ["b"]}})
+    assert exc.value.where == "/dependentRequired/a"
+
+
+def test_dependent_schemas_with_properties_and_required():
+    s = {
+        "$schema": "http://json-schema.org/draft-07/schema#",
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "id": {"type": "string"},
+            "type": {"type": "string"},
+            "website": {"type": "string"},
+            "x": {"type": "integer"},
+        },
+        "required": ["id"],
+        "dependencies": {
+            "website": {"properties": {"type": {"enum": ["section"]}}, "required": ["x"]}
+        },
+    }
+    g = schema_to_lark(s).lark_text
+    for t in (None, "section", "other"):
+        for w in (None, "w"):
+            for x in (None, 1):
+                inst = {"id": "i"}
+                if w:  # the trigger is listed before the property its schema constrains
+                    inst["website"] = w
+                if t:
+                    inst["type"] = t
+                if x:
+                    inst["x"] = x
+                assert accepts(g, dump(inst)) == oracle(s, inst), inst
+    with pytest.raises(UnsupportedFeatureError):
+        schema_to_lark(
+            {
+                "type": "object",
+                "properties": {"a": {}},
+                "dependentSchemas": {"a": {"minProperties": 2}},
+            }
+        )

@@ -41,6 +41,7 @@ MAX_REPEAT_EXPANSION = 500  # min/maxItems expanded into a chain of rules up to 
 MAX_STRING_LENGTH_BOUND = 100_000  # min/maxLength (counted repeats in a regex)
 MAX_ANY_ORDER = 8  # property_order="any" enumerates subsets of at most this many properties
 MAX_BRANCHES = 64  # anyOf x anyOf products in allOf merges
+MAX_DEP_KEYS = 10  # properties taking part in dependentRequired (states are subsets of them)
 
 _PRETTY_WS = r"(?:\n {0,64}| )?"
 
@@ -1843,6 +1844,8 @@ class _Compiler:
                     continue
                 if kw == "if" and "then" not in node and "else" not in node:
                     continue
+                if kw.startswith("dependen") and _dep_entries(node[kw]) is not None:
+                    continue  # enforced by object_rule
                 self.unsupported(
                     _ptr(ptr, kw), kw, f"{kw} cannot be enforced by a context-free grammar here"
                 )
@@ -2190,6 +2193,7 @@ class _Compiler:
                 )
         keys = list(props) + [k for k in required if k not in props]
         members = []  # (key, required, value rule or None)
+        member_subs: dict = {}  # key -> the subschemas its value must satisfy
         for k in keys:
             subs, sptrs = [], []
             if k in props:
@@ -2200,6 +2204,7 @@ class _Compiler:
                     subs.append(pats[p])
             if k not in props and len(subs) == 0:
                 subs.append(addl)
+            member_subs[k] = subs
             if len(subs) == 1:
                 part = self.part(
                     subs[0], sptrs[0] if sptrs else _ptr(ptr, "additionalProperties"), base
@@ -2274,6 +2279,10 @@ class _Compiler:
                 )
         if minp > n_req and not members and not extras:
             return None
+        found = self.dependencies(node, ptr, base, members, member_subs, listed, bool(extras))
+        if found is None:
+            return None
+        deps, restrict = found
         if self.order == "any" and len(members) > 1:
             if len(members) > MAX_ANY_ORDER:
                 self.unsupported(
@@ -2282,8 +2291,15 @@ class _Compiler:
                     f"property_order='any' supports at most {MAX_ANY_ORDER} properties",
                 )
             else:
-                return self.object_any(members, extras, minp)
+                if restrict:
+                    self.unsupported(
+                        ptr, "property_order", "dependent schemas need property_order='schema'"
+                    )
+                return self.object_any(members, extras, minp, deps)
         ext_rule = self.rule(extras) if extras else None
+        if deps:
+            body = self.object_deps(members, ext_rule, minp, deps, restrict)
+            return self.rule([f"{lb} {body} {rb}"]) if body else None
         # R_i: something emitted; F_i: nothing yet
         if ext_rule:
             r_next: str | None = self.rule([f"({c} {ext_rule})*"])
@@ -2304,7 +2320,147 @@ class _Compiler:
             return None
         return self.rule([f"{lb} {f_next} {rb}"])
 
-    def object_any(self, members, extras, minp) -> str:
+    def dependencies(self, node, ptr, base, members, member_subs, listed, open_: bool):
+        """dependentRequired / dependentSchemas (and draft-07 `dependencies`) as (member index ->
+        indices of the members it needs, member index -> (trigger index, member text with the
+        trigger's extra property schema)); None when the object cannot be satisfied. `members`
+        is edited in place: a member whose needed key can never appear is removed, and a
+        trigger with property schemas is moved before the first member they constrain."""
+        raw: dict = {}
+        for kw in ("dependencies", "dependentRequired", "dependentSchemas"):
+            for k, (need, props) in (_dep_entries(node.get(kw)) or {}).items():
+                r = raw.setdefault(k, (kw, [], {}))
+                r[1].extend(need)
+                for pk, pv in props.items():
+                    r[2][pk] = {"allOf": [r[2][pk], pv]} if pk in r[2] else pv
+        if not raw:
+            return {}, {}
+        required = set(node.get("required", []))
+        for k, (kw, need, props) in raw.items():
+            need[:] = [t for t in need if t not in required]  # always there anyway
+            if not need and not props:
+                continue
+            if any(x not in listed for x in [k, *need, *props]) and open_:
+                self.unsupported(
+                    _ptr(ptr, kw, k), kw, "a dependency on a key that properties does not list"
+                )
+                raw[k] = (kw, [], {})
+        names = [m[0] for m in members]
+        for k, (_kw, _need, props) in raw.items():  # triggers go before what they constrain
+            first = min((names.index(p) for p in props if p in names), default=len(names))
+            if k in names and first < names.index(k):
+                names.insert(first, names.pop(names.index(k)))
+        members[:] = sorted(members, key=lambda m: names.index(m[0]))
+        index = {m[0]: i for i, m in enumerate(members)}
+        deps: dict[int, list[int]] = {}
+        restrict: dict[int, tuple[int, str]] = {}
+        dead = set()
+        col = self.punct(":")
+        for k, (kw, need, props) in raw.items():
+            i = index.get(k)
+            if i is None:
+                continue  # k cannot appear
+            js = [index.get(t) for t in need if t != k]
+            if any(j is None for j in js):
+                dead.add(i)  # a needed key cannot appear, so neither can k
+            js = sorted({j for j in js if j is not None and not members[j][1]})
+            if js:
+                deps[i] = js
+            for pk, pv in props.items():
+                j = index.get(pk)
+                if j is None:
+                    continue  # pk cannot appear
+                if j <= i or j in restrict:
+                    self.unsupported(
+                        _ptr(ptr, kw, k),
+                        kw,
+                        "dependent schemas that constrain their own key, a trigger, or one key twice",
+                    )
+                    continue
+                sub = {"allOf": [*member_subs[pk], pv]}
+                part = self.part(sub, _ptr(ptr, kw, k, "properties", pk), base)
+                if part.empty():
+                    if members[j][1]:
+                        dead.add(i)
+                    else:
+                        deps.setdefault(i, [])
+                        restrict[j] = (i, "")
+                    continue
+                restrict[j] = (i, f"{self.key_term(pk)} {col} {self.value_rule(part)}")
+        if any(members[i][1] for i in dead):
+            return None
+        if dead:
+            keep = [i for i in range(len(members)) if i not in dead]
+            new_index = {old: new for new, old in enumerate(keep)}
+            members[:] = [members[i] for i in keep]
+            deps = {
+                new_index[i]: [new_index[j] for j in js]
+                for i, js in deps.items()
+                if i in new_index and all(j in new_index for j in js)
+            }
+            restrict = {
+                new_index[j]: (new_index[i], mem)
+                for j, (i, mem) in restrict.items()
+                if i in new_index and j in new_index
+            }
+        for _j, (i, _mem) in restrict.items():
+            deps.setdefault(i, [])
+        relevant = set(deps) | {j for js in deps.values() for j in js}
+        if len(relevant) > MAX_DEP_KEYS:
+            kw = next(iter(raw.values()))[0]
+            self.unsupported(
+                _ptr(ptr, kw), kw, f"dependencies among more than {MAX_DEP_KEYS} properties"
+            )
+            return {}, {}
+        return deps, restrict
+
+    def object_deps(self, members, ext_rule, minp, deps, restrict) -> str | None:
+        """The listed members in order, where a member with dependencies is emitted only with the
+        members it needs, and a member after a trigger of a dependent schema takes the restricted
+        value: the state is the set of relevant members emitted so far."""
+        c = self.punct(",")
+        n = len(members)
+        needers = {j: [i for i, js in deps.items() if j in js] for j in range(n)}
+        shaped = {i: [j for j, (t, _m) in restrict.items() if t == i] for i in deps}
+
+        def live(i: int, pos: int) -> bool:  # does member i's presence matter from pos on?
+            return (
+                any(j >= pos for j in deps.get(i, []))
+                or any(t >= pos for t in needers[i])
+                or any(j >= pos for j in shaped.get(i, []))
+            )
+
+        if ext_rule:
+            r_end = self.rule([f"({c} {ext_rule})*"])
+            f_end = self.rule([f"{ext_rule} {r_end}"] + ([""] if minp == 0 else []))
+        else:
+            r_end = self.rule([""])
+            f_end = self.rule([""]) if minp == 0 else None
+        memo: dict = {}
+
+        def chain(j: int, state: frozenset, first: bool) -> str | None:
+            if j == n:
+                return f_end if first else r_end
+            key = (j, state, first)
+            if key not in memo:
+                _k, req, mem = members[j]
+                if j in restrict and restrict[j][0] in state:
+                    mem = restrict[j][1]  # "" when the restricted value is empty
+                alts = []
+                if mem and all(t in state for t in deps.get(j, []) if t < j):
+                    nxt = chain(j + 1, frozenset(i for i in state | {j} if live(i, j + 1)), False)
+                    if nxt is not None:
+                        alts.append(f"{mem} {nxt}" if first else f"{c} {mem} {nxt}")
+                if not req and not any(j in deps.get(t, []) for t in state):
+                    nxt = chain(j + 1, frozenset(i for i in state if live(i, j + 1)), first)
+                    if nxt is not None:
+                        alts.append(nxt)
+                memo[key] = self.rule(alts) if alts else None
+            return memo[key]
+
+        return chain(0, frozenset(), True)
+
+    def object_any(self, members, extras, minp, deps=None) -> str:
         lb, rb, c = self.punct("{"), self.punct("}"), self.punct(",")
         n = len(members)
         req_mask = sum(1 << i for i, m in enumerate(members) if m[1])
@@ -2321,7 +2477,9 @@ class _Compiler:
                     nx = st(used | (1 << i), False)
                     if nx is not None:
                         alts.append(("" if first else f"{c} ") + f"{members[i][2]} {nx}")
-            if used & req_mask == req_mask:
+            if used & req_mask == req_mask and all(
+                used & (1 << j) for i, js in (deps or {}).items() if used & (1 << i) for j in js
+            ):
                 if ext_rule:
                     tail = self.rule([f"({c} {ext_rule})*"])
                     alts.append(f"{ext_rule} {tail}" if first else tail)
@@ -2392,6 +2550,31 @@ _TYPE_KEYWORDS = frozenset(
         "not",
     ]
 ) | frozenset(UNSUPPORTED)
+
+
+def _dep_entries(value) -> dict | None:
+    """`dependencies` / `dependentRequired` / `dependentSchemas` as key -> (keys it needs,
+    {property: subschema} it imposes), when every entry is a list of keys or a schema with only
+    `required` and `properties` (else None)."""
+    if not isinstance(value, dict):
+        return None
+    out = {}
+    for k, v in value.items():
+        if isinstance(v, list) and all(isinstance(x, str) for x in v):
+            out[k] = (list(v), {})
+        elif (
+            isinstance(v, dict)
+            and set(v) & ASSERTING <= {"required", "properties"}
+            and isinstance(v.get("properties", {}), dict)
+            and isinstance(v.get("required", []), list)
+            and all(isinstance(x, str) for x in v.get("required", []))
+        ):
+            out[k] = (list(v.get("required", [])), dict(v.get("properties", {})))
+        elif v is True or v == {}:
+            out[k] = ([], {})
+        else:
+            return None
+    return out
 
 
 def _unit(ch: str) -> str:
