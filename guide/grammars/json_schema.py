@@ -2374,7 +2374,7 @@ class _Compiler:
                     self.unsupported(
                         _ptr(ptr, kw, k),
                         kw,
-                        "dependent schemas that constrain their own key, a trigger, or one key twice",
+                        "dependent schemas on their own key, on a trigger or twice on one key",
                     )
                     continue
                 sub = {"allOf": [*member_subs[pk], pv]}
@@ -2403,7 +2403,7 @@ class _Compiler:
                 for j, (i, mem) in restrict.items()
                 if i in new_index and j in new_index
             }
-        for _j, (i, _mem) in restrict.items():
+        for i, _mem in restrict.values():
             deps.setdefault(i, [])
         relevant = set(deps) | {j for js in deps.values() for j in js}
         if len(relevant) > MAX_DEP_KEYS:
