@@ -1069,3 +1069,51 @@ def test_dependent_schemas_with_properties_and_required():
                 "dependentSchemas": {"a": {"minProperties": 2}},
             }
         )
+
+
+def test_anyof_of_closed_objects_is_one_union_rule():
+    # each branch alone is fine, but together they overlap on every shared prefix (an LALR
+    # conflict when compiled branch by branch); one rule over the union of keys decides each
+    # key once and keeps every branch's own key order
+    s = {
+        "required": ["image"],
+        "anyOf": [
+            {
+                "additionalProperties": False,
+                "properties": {"context": {"type": "string"}, "image": {"type": "string"}},
+            },
+            {
+                "additionalProperties": False,
+                "properties": {
+                    "context": {"type": "string"},
+                    "docker": {"type": "integer"},
+                    "image": {"type": "string"},
+                },
+            },
+            {
+                "additionalProperties": False,
+                "properties": {
+                    "bazel": {"type": "integer"},
+                    "context": {"type": "string"},
+                    "image": {"type": "string"},
+                },
+                "required": ["bazel"],
+            },
+        ],
+    }
+    check(
+        s,
+        valid=[
+            {"image": "i"},
+            {"context": "c", "docker": 1, "image": "i"},
+            {"bazel": 1, "context": "c", "image": "i"},
+            "not an object",
+            3,
+        ],
+        invalid=[
+            {"context": "c"},
+            {"bazel": 1, "docker": 1, "image": "i"},
+            {"docker": "x", "image": "i"},
+            {"image": "i", "other": 1},
+        ],
+    )

@@ -10,6 +10,7 @@ properties after the listed ones, number bounds, string escapes, whitespace).
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import re
@@ -1605,8 +1606,17 @@ class _Compiler:
             branches, key = node["anyOf"], "anyOf"
         constraining = {k for k in rest if k not in ANNOTATIONS}
         result = Part()
+        closed = self.closed_objects(branches, rest, ptr, key, base)
+        if closed:
+            result = self.closed_union(closed)
         for i, b in enumerate(branches):
             bptr = _ptr(ptr, key, i)
+            if i in closed:  # its objects are in the union; its other types are unconstrained
+                types = closed[i][0].get("type", list(_TYPES))
+                types = [t for t in ([types] if isinstance(types, str) else types) if t != "object"]
+                if types:
+                    result = result.union(self.part({"type": types}, bptr, base))
+                continue
             if constraining:
                 b2, bbase = self.deref(b, base, bptr)
                 if b2 is False:
@@ -1634,6 +1644,92 @@ class _Compiler:
             else:
                 self.multi_struct.append(where)
         return result
+
+    _PLAIN = frozenset(["type", "properties", "required", "additionalProperties"])
+
+    def closed_objects(self, branches, rest, ptr, key, base) -> dict:
+        """Branches that are closed objects with only properties/required (parent merged in):
+        index -> (merged schema, base); empty unless at least two share a JSON value schema
+        for each common key."""
+        if any(k in rest for k in ("unevaluatedProperties", "unevaluatedItems")) or (
+            set(rest) & ASSERTING - self._PLAIN
+        ):
+            return {}
+        own = {k: v for k, v in rest.items() if k in self._PLAIN}
+        found = {}
+        for i, b in enumerate(branches):
+            b2, bbase = self.deref(b, base, _ptr(ptr, key, i))
+            if not isinstance(b2, dict) or set(b2) & ASSERTING - self._PLAIN:
+                continue
+            if own.get("properties") and bbase != base:
+                continue  # the parent's refs and the branch's resolve against different bases
+            m = self.merge(own, b2, _ptr(ptr, key, i)) if own else b2
+            t = m.get("type", "object")
+            if (
+                isinstance(m, dict)
+                and m.get("additionalProperties") is False
+                and "object" in ([t] if isinstance(t, str) else t)
+                and all(r in m.get("properties", {}) for r in m.get("required", []))
+            ):
+                found[i] = (m, bbase, _ptr(ptr, key, i))
+        if len(found) < 2:
+            return {}
+        seen: dict = {}
+        for m, _b, _p in found.values():
+            for k, v in m.get("properties", {}).items():
+                if k in seen and not _json_eq(seen[k], v):
+                    return {}
+                seen[k] = v
+        return found
+
+    def closed_union(self, closed: dict) -> Part:
+        """The objects of several closed branches as one rule: keys in an order that keeps each
+        branch's schema order where the branches agree; the state is the set of branches the keys
+        so far still fit (exact union, LALR-friendly since each key is decided once)."""
+        items = list(closed.values())
+        orders = [list(m.get("properties", {})) for m, _b, _p in items]
+        keys = list(dict.fromkeys(k for o in orders for k in o))
+        before = {k: set() for k in keys}
+        for o in orders:
+            for a, b in itertools.pairwise(o):
+                before[b].add(a)
+        order: list = []
+        while len(order) < len(keys):  # topological, first appearance first; cycles broken
+            nxt = next((k for k in keys if k not in order and before[k] <= set(order)), None)
+            order.append(nxt or next(k for k in keys if k not in order))
+        col, c = self.punct(":"), self.punct(",")
+        mems = {}
+        for k in order:
+            m, b, bptr = next(x for x in items if k in x[0].get("properties", {}))
+            part = self.part(m["properties"][k], _ptr(bptr, "properties", k), b)
+            mems[k] = None if part.empty() else f"{self.key_term(k)} {col} {self.value_rule(part)}"
+        n = len(order)
+        memo: dict = {}
+
+        def st(p: int, viable: frozenset, first: bool) -> str | None:
+            if p == n:
+                return self.rule([""])
+            if (p, viable, first) in memo:
+                return memo[(p, viable, first)]
+            k, alts = order[p], []
+            has = frozenset(i for i in viable if k in items[i][0].get("properties", {}))
+            if has and mems[k] is not None:
+                nx = st(p + 1, has, False)
+                if nx is not None:
+                    alts.append(f"{mems[k]} {nx}" if first else f"{c} {mems[k]} {nx}")
+            skip = frozenset(i for i in viable if k not in items[i][0].get("required", []))
+            if skip:
+                nx = st(p + 1, skip, first)
+                if nx is not None:
+                    alts.append(nx)
+            memo[(p, viable, first)] = self.rule(alts) if alts else None
+            return memo[(p, viable, first)]
+
+        body = st(0, frozenset(range(len(items))), True)
+        if body is None:
+            return Part()
+        lb, rb = self.punct("{"), self.punct("}")
+        return Part(rules=[self.rule([f"{lb} {body} {rb}"])], types={"object"})
 
     def _array_form(self, s: dict):
         if "prefixItems" in s:
