@@ -6,6 +6,7 @@ are defined as exactly that (see guide/grammars/cfg.py)."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 import warnings
@@ -1117,3 +1118,32 @@ def test_anyof_of_closed_objects_is_one_union_rule():
             {"image": "i", "other": 1},
         ],
     )
+
+
+def test_unique_items_over_a_few_scalar_values():
+    pool = ["a", "b", "c", 1, True, False, None]
+    for s in (
+        {
+            "type": "array",
+            "uniqueItems": True,
+            "items": {"enum": ["a", "b", 1, 1.0]},
+            "maxItems": 3,
+        },
+        {
+            "type": "array",
+            "uniqueItems": True,
+            "items": {"type": ["boolean", "null"]},
+            "minItems": 1,
+        },
+    ):
+        g = schema_to_lark(s).lark_text
+        for n in range(5):
+            for inst in itertools.product(pool, repeat=n):
+                assert accepts(g, dump(list(inst))) == oracle(s, list(inst)), (s, inst)
+    check(
+        {"type": "array", "uniqueItems": True, "maxItems": 1},
+        valid=[[], [{"a": 1}]],
+        invalid=[[1, 2]],
+    )
+    with pytest.raises(UnsupportedFeatureError):  # strings in general: not context-free
+        schema_to_lark({"type": "array", "uniqueItems": True, "items": {"type": "string"}})

@@ -42,6 +42,7 @@ MAX_REPEAT_EXPANSION = 500  # min/maxItems expanded into a chain of rules up to 
 MAX_STRING_LENGTH_BOUND = 100_000  # min/maxLength (counted repeats in a regex)
 MAX_ANY_ORDER = 8  # property_order="any" enumerates subsets of at most this many properties
 MAX_BRANCHES = 64  # anyOf x anyOf products in allOf merges
+MAX_UNIQUE_VALUES = 8  # uniqueItems over at most this many item values (2^n states)
 MAX_DEP_KEYS = 10  # properties taking part in dependentRequired (states are subsets of them)
 
 _PRETTY_WS = r"(?:\n {0,64}| )?"
@@ -1936,8 +1937,12 @@ class _Compiler:
             if kw in node and (
                 applies is None or applies in types or (applies == "number" and "integer" in types)
             ):
-                if kw == "uniqueItems" and node[kw] is False:
-                    continue
+                if kw == "uniqueItems" and (
+                    node[kw] is False
+                    or (isinstance(node.get("maxItems"), int) and node["maxItems"] <= 1)
+                    or self.unique_values(node, base, ptr) is not None
+                ):
+                    continue  # nothing to check, or enforced by array_rule
                 if kw == "if" and "then" not in node and "else" not in node:
                     continue
                 if kw.startswith("dependen") and _dep_entries(node[kw]) is not None:
@@ -2227,6 +2232,10 @@ class _Compiler:
             )
             mx = None if mx is not None and mx > MAX_REPEAT_EXPANSION else mx
             mn = min(mn, MAX_REPEAT_EXPANSION)
+        if node.get("uniqueItems") is True and (mx is None or mx > 1):
+            vals = self.unique_values(node, base, ptr)
+            if vals is not None:
+                return self.unique_array(vals, mn, mx)
         slots = [self.part(s, _ptr(ptr, prefix_ptr, i), base) for i, s in enumerate(prefix)]
         item_part = self.part(items, items_ptr, base)
         slot_rules = [None if p.empty() else self.value_rule(p) for p in slots]
@@ -2263,6 +2272,54 @@ class _Compiler:
         if nxt is None:
             return None
         return self.rule([f"{lk} {nxt} {rk}"])
+
+    def unique_values(self, node, base, ptr) -> list | None:
+        """The values the items may take when they are a few scalars (enum/const, boolean or
+        null items), so that uniqueItems is a grammar over subsets; None otherwise."""
+        if "prefixItems" in node or isinstance(node.get("items"), list):
+            return None
+        items, ibase = self.deref(node.get("items", True), base, _ptr(ptr, "items"))
+        if not isinstance(items, dict):
+            return None
+        vals = self._const_values(items, ibase, ptr)
+        if vals is None:
+            t = items.get("type")
+            t = [t] if isinstance(t, str) else t
+            if set(items) & ASSERTING != {"type"} or not set(t) <= {"boolean", "null"}:
+                return None
+            vals = ([True, False] if "boolean" in t else []) + ([None] if "null" in t else [])
+        out, seen = [], set()
+        for v in vals:
+            if isinstance(v, (list, dict)):
+                return None
+            if _json_key(v) not in seen and self.literal_ok(items, v):
+                seen.add(_json_key(v))
+                out.append(v)
+        return out if len(out) <= MAX_UNIQUE_VALUES else None
+
+    def unique_array(self, vals: list, mn: int, mx: int | None) -> str | None:
+        """Arrays of distinct values from `vals`: the state is the set of values used so far."""
+        lk, rk, c = self.punct("["), self.punct("]"), self.punct(",")
+        terms = [self.value_rule(self.literal(v)) for v in vals]
+        memo: dict[int, str | None] = {}
+
+        def after(used: int) -> str | None:  # at least one element emitted
+            if used not in memo:
+                cnt = used.bit_count()
+                alts = [""] if cnt >= mn else []
+                if mx is None or cnt < mx:
+                    for i, t in enumerate(terms):
+                        if not used >> i & 1 and (nx := after(used | 1 << i)) is not None:
+                            alts.append(f"{c} {t} {nx}")
+                memo[used] = self.rule(alts) if alts else None
+            return memo[used]
+
+        alts = [f"{lk} {rk}"] if mn == 0 else []
+        if mx is None or mx > 0:
+            for i, t in enumerate(terms):
+                if (nx := after(1 << i)) is not None:
+                    alts.append(f"{lk} {t} {nx} {rk}")
+        return self.rule(alts) if alts else None
 
     # ------------------------------------------------------------------ objects
     def object_rule(self, node, ptr, base) -> str | None:
