@@ -1147,3 +1147,26 @@ def test_unique_items_over_a_few_scalar_values():
     )
     with pytest.raises(UnsupportedFeatureError):  # strings in general: not context-free
         schema_to_lark({"type": "array", "uniqueItems": True, "items": {"type": "string"}})
+
+
+def test_anyof_of_open_objects_that_differ_in_required():
+    s = {
+        "properties": {"d": {"type": "string"}, "c": {"type": "string"}, "a": {"type": "array"}},
+        "additionalProperties": {"type": "integer"},
+        "anyOf": [{"required": ["d", "c"]}, {"required": ["d", "a"]}],
+    }
+    check(
+        s,
+        valid=[
+            {"d": "x", "c": "y"},
+            {"d": "x", "a": []},
+            {"d": "x", "c": "y", "a": [], "z": 1},
+            "s",
+        ],
+        invalid=[
+            {"d": "x"},
+            {"c": "y", "a": []},
+            {"d": "x", "c": "y", "z": "no"},
+            {"d": 1, "c": "y"},
+        ],
+    )

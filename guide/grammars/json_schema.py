@@ -1649,9 +1649,10 @@ class _Compiler:
     _PLAIN = frozenset(["type", "properties", "required", "additionalProperties"])
 
     def closed_objects(self, branches, rest, ptr, key, base) -> dict:
-        """Branches that are closed objects with only properties/required (parent merged in):
-        index -> (merged schema, base); empty unless at least two share a JSON value schema
-        for each common key."""
+        """Branches that are objects with only properties/required/additionalProperties (parent
+        merged in): index -> (merged schema, base, pointer); empty unless at least two, with
+        one schema per shared key and one additionalProperties (and, unless it is false, the
+        same listed keys) for all."""
         if any(k in rest for k in ("unevaluatedProperties", "unevaluatedItems")) or (
             set(rest) & ASSERTING - self._PLAIN
         ):
@@ -1668,13 +1669,20 @@ class _Compiler:
             t = m.get("type", "object")
             if (
                 isinstance(m, dict)
-                and m.get("additionalProperties") is False
                 and "object" in ([t] if isinstance(t, str) else t)
                 and all(r in m.get("properties", {}) for r in m.get("required", []))
             ):
                 found[i] = (m, bbase, _ptr(ptr, key, i))
         if len(found) < 2:
             return {}
+        # extra keys: none (closed), or the same schema and listed keys in every branch
+        first = next(iter(found.values()))[0]
+        addl, listed = first.get("additionalProperties", True), list(first.get("properties", {}))
+        for m, _b, _p in found.values():
+            if not _json_eq(m.get("additionalProperties", True), addl) or (
+                addl is not False and list(m.get("properties", {})) != listed
+            ):
+                return {}
         seen: dict = {}
         for m, _b, _p in found.values():
             for k, v in m.get("properties", {}).items():
@@ -1684,9 +1692,10 @@ class _Compiler:
         return found
 
     def closed_union(self, closed: dict) -> Part:
-        """The objects of several closed branches as one rule: keys in an order that keeps each
-        branch's schema order where the branches agree; the state is the set of branches the keys
-        so far still fit (exact union, LALR-friendly since each key is decided once)."""
+        """The objects of several such branches as one rule: keys in an order that keeps each
+        branch's schema order where the branches agree, extra keys last; the state is the set of
+        branches the keys so far still fit (exact union, LALR-friendly: each key is decided
+        once)."""
         items = list(closed.values())
         orders = [list(m.get("properties", {})) for m, _b, _p in items]
         keys = list(dict.fromkeys(k for o in orders for k in o))
@@ -1707,9 +1716,20 @@ class _Compiler:
         n = len(order)
         memo: dict = {}
 
+        m0, b0, p0 = items[0]
+        addl = m0.get("additionalProperties", True)
+        vp = Part() if addl is False else self.part(addl, _ptr(p0, "additionalProperties"), b0)
+        if vp.empty():
+            ends = {True: self.rule([""]), False: self.rule([""])}
+        else:  # extra keys after the listed ones, as in object_rule
+            key = self.term(_key_excluding(set(order)))
+            ext = self.rule([f"{key} {col} {self.value_rule(vp)}"])
+            tail = self.rule([f"({c} {ext})*"])
+            ends = {True: self.rule([f"{ext} {tail}", ""]), False: tail}
+
         def st(p: int, viable: frozenset, first: bool) -> str | None:
             if p == n:
-                return self.rule([""])
+                return ends[first]
             if (p, viable, first) in memo:
                 return memo[(p, viable, first)]
             k, alts = order[p], []
