@@ -1170,3 +1170,27 @@ def test_anyof_of_open_objects_that_differ_in_required():
             {"d": 1, "c": "y"},
         ],
     )
+
+
+def test_max_properties_one():
+    for s in (
+        {
+            "type": "object",
+            "additionalProperties": {"enum": [False]},
+            "minProperties": 1,
+            "maxProperties": 1,
+        },
+        {"type": "object", "properties": {"a": {"type": "integer"}, "b": {}}, "maxProperties": 1},
+        {
+            "type": "object",
+            "properties": {"a": {"type": "integer"}},
+            "required": ["a"],
+            "maxProperties": 1,
+        },
+    ):
+        g = schema_to_lark(s).lark_text
+        for n in range(3):
+            for ks in itertools.permutations(["a", "b", "zz"], n):
+                for v in (False, 1):
+                    inst = dict.fromkeys(ks, v)
+                    assert accepts(g, dump(inst)) == oracle(s, inst), (s, inst)

@@ -2444,6 +2444,14 @@ class _Compiler:
                 return None
             if maxp == 0:
                 return self.rule([f"{lb} {rb}"])
+            if maxp == 1 and not any(k.startswith("dependen") for k in node):
+                # at most one member: the required one, or any single listed or extra one
+                req = [m[2] for m in members if m[1]]
+                alts = req or [m[2] for m in members] + extras
+                alts = [f"{lb} {a} {rb}" for a in alts]
+                if minp == 0 and not req:
+                    alts.append(f"{lb} {rb}")
+                return self.rule(alts) if alts else None
             if extras or len(members) > maxp:
                 self.unsupported(
                     _ptr(ptr, "maxProperties"),
