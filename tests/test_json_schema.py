@@ -1194,3 +1194,16 @@ def test_max_properties_one():
                 for v in (False, 1):
                     inst = dict.fromkeys(ks, v)
                     assert accepts(g, dump(inst)) == oracle(s, inst), (s, inst)
+
+
+def test_anyof_arrays_with_disjoint_items():
+    s = {
+        "anyOf": [
+            {"type": "array", "items": {"type": "number"}},
+            {
+                "type": "array",
+                "items": {"type": "object", "properties": {"y": {"type": "integer"}}},
+            },
+        ]
+    }
+    check(s, valid=[[], [1, 2.5], [{"y": 1}]], invalid=["x", [1, {"y": 1}], [{"y": "no"}]])

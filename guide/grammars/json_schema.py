@@ -1604,7 +1604,7 @@ class _Compiler:
                 rest["allOf"] = list(rest.get("allOf", [])) + [{"anyOf": node["anyOf"]}]
             branches, key = node["oneOf"], "oneOf"
         else:
-            branches, key = node["anyOf"], "anyOf"
+            branches, key = self.anyof_arrays(list(node["anyOf"]), ptr, base), "anyOf"
         constraining = {k for k in rest if k not in ANNOTATIONS}
         result = Part()
         closed = self.closed_objects(branches, rest, ptr, key, base)
@@ -1645,6 +1645,30 @@ class _Compiler:
             else:
                 self.multi_struct.append(where)
         return result
+
+    def anyof_arrays(self, branches: list, ptr, base) -> list:
+        """anyOf array branches whose item types are pairwise disjoint overlap only on [];
+        all but the first that accepts it get minItems 1 (same union, no LALR conflict)."""
+        arr = []
+        for i, b in enumerate(branches):
+            b2, _b = self.deref(b, base, _ptr(ptr, "anyOf", i))
+            t = b2.get("type") if isinstance(b2, dict) else None
+            if (
+                t in ("array", ["array"])
+                and not b2.get("minItems")
+                and not any(k in b2 for k in ("contains", "minContains", "allOf", "anyOf", "oneOf"))
+            ):
+                arr.append((i, b2))
+        if len(arr) < 2 or not all(
+            self._items_disjoint(x, y, base, ptr)
+            for n, (_i, x) in enumerate(arr)
+            for _j, y in arr[n + 1 :]
+        ):
+            return branches
+        out = list(branches)
+        for i, b2 in arr[1:]:
+            out[i] = {"allOf": [b2, {"minItems": 1}]}
+        return out
 
     _PLAIN = frozenset(["type", "properties", "required", "additionalProperties"])
 
