@@ -1671,6 +1671,7 @@ class _Compiler:
         return out
 
     _PLAIN = frozenset(["type", "properties", "required", "additionalProperties"])
+    _DEFS = frozenset(["$defs", "definitions"])
 
     def closed_objects(self, branches, rest, ptr, key, base) -> dict:
         """Branches that are objects with only properties/required/additionalProperties (parent
@@ -1678,14 +1679,14 @@ class _Compiler:
         one schema per shared key and one additionalProperties (and, unless it is false, the
         same listed keys) for all."""
         if any(k in rest for k in ("unevaluatedProperties", "unevaluatedItems")) or (
-            set(rest) & ASSERTING - self._PLAIN
+            set(rest) & ASSERTING - self._PLAIN - self._DEFS
         ):
             return {}
         own = {k: v for k, v in rest.items() if k in self._PLAIN}
         found = {}
         for i, b in enumerate(branches):
             b2, bbase = self.deref(b, base, _ptr(ptr, key, i))
-            if not isinstance(b2, dict) or set(b2) & ASSERTING - self._PLAIN:
+            if not isinstance(b2, dict) or set(b2) & ASSERTING - self._PLAIN - self._DEFS:
                 continue
             if own.get("properties") and bbase != base:
                 continue  # the parent's refs and the branch's resolve against different bases
