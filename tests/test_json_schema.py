@@ -1207,3 +1207,13 @@ def test_anyof_arrays_with_disjoint_items():
         ]
     }
     check(s, valid=[[], [1, 2.5], [{"y": 1}]], invalid=["x", [1, {"y": 1}], [{"y": "no"}]])
+
+
+def test_allof_merges_nested_allof_and_type_nots():
+    s = {
+        "allOf": [
+            {"allOf": [{"type": ["string", "integer", "null"]}], "not": {"type": "null"}},
+            {"allOf": [{"maxLength": 2}], "not": {"type": "integer"}},
+        ]
+    }
+    check(s, valid=["ab"], invalid=["abc", 1, None, True])

@@ -1859,6 +1859,14 @@ class _Compiler:
                 out[k] = [{"allOf": [x, y]} for x in av for y in v]
             elif k in ("$defs", "definitions"):
                 continue
+            elif k == "allOf" and isinstance(av, list) and isinstance(v, list):
+                out[k] = list(av) + list(v)
+            elif k == "not":  # not A and not B = not (A or B)
+                if all(isinstance(x, dict) and set(x) & ASSERTING == {"type"} for x in (av, v)):
+                    ts = [x["type"] if isinstance(x["type"], list) else [x["type"]] for x in (av, v)]
+                    out[k] = {"type": sorted(set(ts[0]) | set(ts[1]))}
+                else:
+                    out[k] = {"anyOf": [av, v]}
             elif k == "uniqueItems":
                 out[k] = bool(av) or bool(v)
             elif k == "multipleOf" and isinstance(av, int) and isinstance(v, int):
