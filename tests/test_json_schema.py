@@ -1217,3 +1217,19 @@ def test_allof_merges_nested_allof_and_type_nots():
         ]
     }
     check(s, valid=["ab"], invalid=["abc", 1, None, True])
+
+
+def test_oneof_dropped_values_still_count_against_the_other_branches():
+    # the two equal branches accept nothing, yet "a" satisfies both and the third: invalid
+    s = {
+        "oneOf": [
+            {"type": "string", "maxLength": 1},
+            {"type": "string", "maxLength": 1},
+            {"type": "string"},
+        ]
+    }
+    with pytest.raises(UnsupportedFeatureError):
+        schema_to_lark(s)
+    # two branches accept every string: no string is valid, whatever a third branch says
+    t = {"oneOf": [{"required": ["a"]}, {"required": ["b"]}, {"type": "string", "maxLength": 3}]}
+    check(t, valid=[{"a": 1}], invalid=["ab", "abcd", {"a": 1, "b": 2}])

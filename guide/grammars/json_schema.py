@@ -1514,29 +1514,32 @@ class _Compiler:
         nonempty = [False] * n
         keep_vals: list = [None if f is None else list(f) for f in finite]
         clash = False
-        # a type two branches accept entirely never satisfies oneOf: drop it from both (exact);
-        # so is everything two equal branches accept
-        for i in range(n):
-            for j in range(i + 1, n):
-                if _json_eq(nodes[i], nodes[j]):
-                    free[i] = free[j] = tss[i] | tss[j]
-                both = tss[i] & tss[j] & free[i] & free[j]
-                drop[i] |= both
-                drop[j] |= both
-        tss = [t - d for t, d in zip(tss, drop)]
+        # a type two branches accept entirely never satisfies oneOf: drop it from all (exact);
+        # nor does anything two equal branches accept
+        for t in set(_TYPES) - {"integer"}:
+            if sum(1 for i in range(n) if t in tss[i] & free[i]) >= 2:
+                for d in drop:
+                    d.add(t)
+        dead = {
+            k
+            for i in range(n)
+            for j in range(i + 1, n)
+            if _json_eq(nodes[i], nodes[j])
+            for k in (i, j)
+        }
+        kept = [set() if i in dead else t - d for i, (t, d) in enumerate(zip(tss, drop))]
+        # each kept value of branch i must fail every *original* branch j
         for i in range(n):
             for j in range(n):
-                common = tss[i] & tss[j]
+                common = kept[i] & tss[j]
                 if i == j or not common:
                     continue
                 if finite[i] is not None:
-                    # a value of i that also validates j satisfies two branches: drop it (exact);
-                    # a non-finite j would still accept it
+                    # a value of i that validates a finite j satisfies two branches: dropped
+                    # (exact); if it validates i and a general j, j would still accept it
                     for v in finite[i]:
                         vt = _type_of(v)
-                        if ("number" if vt == "integer" else vt) not in common or not any(
-                            _json_eq(v, x) for x in keep_vals[i]
-                        ):
+                        if ("number" if vt == "integer" else vt) not in common:
                             continue
                         ok = self.valid_for(nodes[j], v)
                         if ok is False:
@@ -1547,7 +1550,7 @@ class _Compiler:
                             clash = True
                     continue
                 if finite[j] is not None:
-                    continue  # handled from j's side
+                    continue  # j's values are checked against i from j's side
                 for t in sorted(common):
                     if t == "object":
                         if not self.exclude(oneof[i], oneof[j], base, ptr, forbid[i], need[i]):
@@ -1557,10 +1560,8 @@ class _Compiler:
                             s.get("minItems", 0) if isinstance(s, dict) else 0
                             for s in (nodes[i], nodes[j])
                         ]
-                        if not (isinstance(mins[0], int) and mins[0] >= 1) and not (
-                            isinstance(mins[1], int) and mins[1] >= 1
-                        ):
-                            nonempty[i] = nonempty[j] = True  # both accept []: it is invalid
+                        if all(not (isinstance(m, int) and m >= 1) for m in mins):
+                            nonempty[i] = True  # both accept [], which is then invalid
                     else:
                         clash = True
         if any(forbid[i] & need[i] for i in range(n)):
@@ -1575,6 +1576,9 @@ class _Compiler:
         out = []
         for i, b in enumerate(oneof):
             extra: dict = {}
+            if i in dead:
+                out.append(False)
+                continue
             if drop[i]:
                 keep = (set(_TYPES) - {"integer"}) - drop[i]
                 if not keep:
