@@ -1233,3 +1233,29 @@ def test_oneof_dropped_values_still_count_against_the_other_branches():
     # two branches accept every string: no string is valid, whatever a third branch says
     t = {"oneOf": [{"required": ["a"]}, {"required": ["b"]}, {"type": "string", "maxLength": 3}]}
     check(t, valid=[{"a": 1}], invalid=["ab", "abcd", {"a": 1, "b": 2}])
+
+
+def test_oneof_anyof_regressions_found_by_fuzzing():
+    pool = ["a", "b", 1, None, True, [], {}, {"a": 1}, {"a": 2}, {"b": "x"}, {"c": 1}]
+    for s in (
+        # branch types disjoint from the parent's: no value at all
+        {"anyOf": [{"type": "null"}, {"type": "string"}], "type": "object"},
+        {
+            "anyOf": [{"type": "object", "additionalProperties": False}, {"type": "null"}],
+            "type": "string",
+        },
+        # the equal finite branches accept nothing, and "a" also satisfies the general branch
+        {
+            "oneOf": [
+                {"enum": ["a", "b"]},
+                {"properties": {"a": {"const": 2}}},
+                {"enum": ["a", "b"]},
+            ]
+        },
+    ):
+        try:
+            g = schema_to_lark(s).lark_text
+        except UnsupportedFeatureError:
+            continue
+        for v in pool:
+            assert not accepts(g, dump(v)) or oracle(s, v), (s, v)

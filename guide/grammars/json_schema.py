@@ -886,6 +886,12 @@ def _json_key(v):
     return ("d", frozenset((k, _json_key(x)) for k, x in v.items()))
 
 
+def _json_type(v) -> str:
+    """The JSON type of a value as branch_types names it (integers count as numbers)."""
+    t = _type_of(v)
+    return "number" if t == "integer" else t
+
+
 def _type_of(v) -> str:
     if v is None:
         return "null"
@@ -1535,22 +1541,24 @@ class _Compiler:
                 if i == j or not common:
                     continue
                 if finite[i] is not None:
-                    # a value of i that validates a finite j satisfies two branches: dropped
-                    # (exact); if it validates i and a general j, j would still accept it
+                    # a value of i that validates j satisfies two branches: dropped (exact)
                     for v in finite[i]:
-                        vt = _type_of(v)
-                        if ("number" if vt == "integer" else vt) not in common:
+                        if _json_type(v) not in common:
                             continue
                         ok = self.valid_for(nodes[j], v)
-                        if ok is False:
-                            continue
-                        if ok and finite[j] is not None:
+                        if ok:
                             keep_vals[i] = [x for x in keep_vals[i] if not _json_eq(x, v)]
-                        elif self.valid_for(nodes[i], v) is not False:
+                        elif ok is None and self.valid_for(nodes[i], v) is not False:
                             clash = True
                     continue
                 if finite[j] is not None:
-                    continue  # j's values are checked against i from j's side
+                    # a value of j that validates i too would still be accepted by i
+                    for v in finite[j]:
+                        if _json_type(v) in common and all(
+                            self.valid_for(nodes[x], v) is not False for x in (i, j)
+                        ):
+                            clash = True
+                    continue
                 for t in sorted(common):
                     if t == "object":
                         if not self.exclude(oneof[i], oneof[j], base, ptr, forbid[i], need[i]):
@@ -1698,6 +1706,7 @@ class _Compiler:
             t = m.get("type", "object")
             if (
                 isinstance(m, dict)
+                and not set(m) & ASSERTING - self._PLAIN - self._DEFS  # {"not": {}}: no value
                 and "object" in ([t] if isinstance(t, str) else t)
                 and all(r in m.get("properties", {}) for r in m.get("required", []))
             ):
