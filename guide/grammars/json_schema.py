@@ -1165,11 +1165,16 @@ class _Compiler:
             self._validator = cls(self.root, format_checker=cls.FORMAT_CHECKER)
         return self._validator
 
-    def literal_ok(self, node, value) -> bool:
+    def valid_for(self, node, value) -> bool | None:
+        """Whether `value` validates against `node` (None when the oracle fails)."""
         try:
-            return self.validator().evolve(schema=node).is_valid(value)
-        except Exception:  # noqa: BLE001 - an oracle failure: keep the value only if trivially fine
-            return False
+            return bool(self.validator().evolve(schema=node).is_valid(value))
+        except Exception:  # noqa: BLE001 - unknown: the caller treats it as an overlap
+            return None
+
+    def literal_ok(self, node, value) -> bool:
+        """Keep an enum/const value only when the oracle says it is valid."""
+        return self.valid_for(node, value) is True
 
     # ------------------------------------------------------------------ main dispatch
     def part(self, node, ptr: str, base: str) -> Part:
@@ -1371,13 +1376,6 @@ class _Compiler:
         ts = set(_TYPES) - {"integer"} if t is None else {t} if isinstance(t, str) else set(t)
         ts.discard("integer")  # `integer` alone leaves out non-integral numbers
         return ts - {_KW_TYPE[k] for k in sub if k in _KW_TYPE}
-
-    def valid_for(self, node, value) -> bool | None:
-        """Whether `value` validates against `node` (None when the oracle fails)."""
-        try:
-            return bool(self.validator().evolve(schema=node).is_valid(value))
-        except Exception:  # noqa: BLE001 - unknown: the caller treats it as an overlap
-            return None
 
     def _const_values(self, sub, base, ptr):
         sub, _b = self.deref(sub, base, ptr)
