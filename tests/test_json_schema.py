@@ -6,6 +6,7 @@ are defined as exactly that (see guide/grammars/cfg.py)."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import random
@@ -1105,3 +1106,400 @@ def test_keys_matching_no_pattern_take_additional_properties():
         assert not accepts(text, bad), bad
     closed = schema_to_lark({**schema, "additionalProperties": False}).lark_text
     assert accepts(closed, '{"ab":[]}') and not accepts(closed, '{"project1":1}')
+
+
+# ----------------------------------------------------------------------------- oneOf exclusivity
+
+
+def test_oneof_branches_are_intersected_with_the_parent_type():
+    # the branches put no constraint on strings, but the parent allows only objects
+    s = {"type": "object", "oneOf": [{"required": ["a"]}, {"required": ["b"]}]}
+    check(s, valid=[{"a": 1}, {"b": 1}], invalid=[{"a": 1, "b": 2}, {}, "x"])
+
+
+def test_oneof_drops_a_type_two_branches_accept_entirely():
+    # strings satisfy both branches, so no string satisfies oneOf (exact)
+    s = {"oneOf": [{"required": ["a"]}, {"required": ["b"]}]}
+    check(s, valid=[{"a": 1}, {"b": 1}], invalid=["x", 1, None, [], {}, {"a": 1, "b": 2}])
+    # two equal branches: nothing they accept is valid
+    same = {"oneOf": [{"type": "string"}, {"type": "string"}, {"type": "integer"}]}
+    check(same, valid=[1], invalid=["x", 1.5])
+
+
+def test_oneof_of_finite_branches_is_decided_by_value():
+    check(
+        {"oneOf": [{"enum": ["Open"]}, {"enum": ["Fulfilled"]}]},
+        valid=["Open", "Fulfilled"],
+        invalid=["Other", 1],
+    )
+    # a value in two finite branches is dropped from both (exact)
+    check(
+        {"oneOf": [{"enum": ["a", "b"]}, {"enum": ["b", "c"]}]},
+        valid=["a", "c"],
+        invalid=["b", "d"],
+    )
+    # a finite branch against a general one: disjoint when no value of it validates the other
+    check(
+        {"oneOf": [{"enum": ["a", "b"]}, {"type": "string", "minLength": 2}]},
+        valid=["a", "abc"],
+        invalid=["", 1],
+    )
+    with pytest.raises(UnsupportedFeatureError):  # "ab" satisfies both
+        schema_to_lark({"oneOf": [{"enum": ["a", "ab"]}, {"type": "string", "minLength": 2}]})
+
+
+def test_oneof_arrays_with_disjoint_items_overlap_only_on_the_empty_array():
+    s = {
+        "oneOf": [
+            {"type": "string"},
+            {"type": "array", "items": {"type": "number"}},
+            {"type": "array", "items": {"type": "string"}},
+        ]
+    }
+    check(s, valid=["x", [1, 2], ["a"]], invalid=[[], [1, "a"], None])
+    # when one branch already needs an item, [] satisfies only the other one
+    t = {
+        "oneOf": [
+            {"type": "array", "items": {"type": "number"}, "minItems": 1},
+            {"type": "array", "items": {"type": "string"}},
+        ]
+    }
+    check(t, valid=[[], [1], ["a"]], invalid=[[1, "a"]])
+
+
+def test_oneof_object_witnesses():
+    # a discriminator that neither branch requires is required (an under-approximation)
+    s = {
+        "type": "object",
+        "oneOf": [
+            {"properties": {"kind": {"enum": ["a"]}, "x": {"type": "integer"}}},
+            {"properties": {"kind": {"enum": ["b"]}, "y": {"type": "string"}}},
+        ],
+    }
+    g = check(
+        s,
+        valid=[{"kind": "a", "x": 1}, {"kind": "b", "y": "z"}, {"kind": "a", "y": "z"}],
+        invalid=[{}, {"x": 1}],
+    )
+    assert oracle(s, {"x": 1, "y": 2}) and not accepts(g, dump({"x": 1, "y": 2}))  # left out
+    # a closed branch without a key the other one requires: disjoint (exact)
+    closed = {
+        "oneOf": [
+            {
+                "type": "object",
+                "properties": {"a": {}, "m": {"const": 1}},
+                "additionalProperties": False,
+            },
+            {"type": "object", "properties": {"b": {}, "m": {"const": 2}}, "required": ["b", "m"]},
+        ]
+    }
+    check(closed, valid=[{}, {"a": 1, "m": 1}, {"b": 1, "m": 2}], invalid=[{"b": 1}, {"m": 3}])
+    # a discriminator inside a required sub-object, and branches behind allOf and $ref
+    nested = {
+        "$defs": {
+            "base": {"type": "object", "properties": {"v": {"type": "integer"}}},
+            "k": {
+                "type": "object",
+                "properties": {"sys": {"const": "rpm"}},
+                "required": ["sys"],
+            },
+        },
+        "oneOf": [
+            {
+                "allOf": [{"$ref": "#/$defs/base"}],
+                "properties": {"a": {"$ref": "#/$defs/k"}},
+                "required": ["a"],
+            },
+            {
+                "properties": {
+                    "a": {
+                        "type": "object",
+                        "properties": {"sys": {"const": "deb"}},
+                        "required": ["sys"],
+                    }
+                },
+                "required": ["a"],
+                "type": "object",
+            },
+        ],
+    }
+    check(
+        nested,
+        valid=[{"a": {"sys": "rpm"}, "v": 1}, {"a": {"sys": "deb"}}],
+        invalid=[{"a": {"sys": "x"}}, {"a": {}}, {"a": {"sys": "rpm"}, "v": "x"}],
+    )
+
+
+def test_allof_merges_ignore_annotations_and_unknown_keywords():
+    s = {
+        "allOf": [
+            {"type": "object", "x-taplo": {"a": 1}, "markdownDescription": "one"},
+            {"properties": {"n": {"type": "integer"}}, "x-taplo": {"b": 2}, "description": "two"},
+        ]
+    }
+    check(s, valid=[{}, {"n": 1}], invalid=[{"n": "x"}, 1])
+
+
+def test_dependent_required_every_subset():
+    s = {
+        "type": "object",
+        "properties": {k: {"type": "integer"} for k in "abcd"},
+        "dependentRequired": {"c": ["a"], "a": ["d"], "b": ["c", "a"]},
+    }
+    for order in ("schema", "any"):
+        g = schema_to_lark(s, property_order=order).lark_text
+        for mask in range(16):
+            inst = {k: 1 for i, k in enumerate("abcd") if mask >> i & 1}
+            assert accepts(g, dump(inst)) == oracle(s, inst), (order, inst)
+    # a dependency on a key that is required anyway, or that a closed object never has
+    check(
+        {
+            "type": "object",
+            "properties": {"a": {}, "b": {}},
+            "required": ["b"],
+            "dependentRequired": {"a": ["b"], "zz": ["a"]},
+            "additionalProperties": False,
+        },
+        valid=[{"b": 1}, {"a": 1, "b": 2}],
+        invalid=[{"a": 1}],
+    )
+    # the needed key can never appear: neither can the trigger
+    check(
+        {
+            "type": "object",
+            "properties": {"a": {}, "b": False},
+            "dependentRequired": {"a": ["b"]},
+        },
+        valid=[{}, {"c": 1}],
+        invalid=[{"a": 1}],
+    )
+    with pytest.raises(UnsupportedFeatureError) as exc:  # an extra key may trigger it
+        schema_to_lark({"type": "object", "dependentRequired": {"a": ["b"]}})
+    assert exc.value.where == "/dependentRequired/a"
+
+
+def test_dependent_schemas_with_properties_and_required():
+    s = {
+        "$schema": "http://json-schema.org/draft-07/schema#",
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "id": {"type": "string"},
+            "type": {"type": "string"},
+            "website": {"type": "string"},
+            "x": {"type": "integer"},
+        },
+        "required": ["id"],
+        "dependencies": {
+            "website": {"properties": {"type": {"enum": ["section"]}}, "required": ["x"]}
+        },
+    }
+    g = schema_to_lark(s).lark_text
+    for t in (None, "section", "other"):
+        for w in (None, "w"):
+            for x in (None, 1):
+                inst = {"id": "i"}
+                if w:  # the trigger is listed before the property its schema constrains
+                    inst["website"] = w
+                if t:
+                    inst["type"] = t
+                if x:
+                    inst["x"] = x
+                assert accepts(g, dump(inst)) == oracle(s, inst), inst
+    with pytest.raises(UnsupportedFeatureError):
+        schema_to_lark(
+            {
+                "type": "object",
+                "properties": {"a": {}},
+                "dependentSchemas": {"a": {"minProperties": 2}},
+            }
+        )
+
+
+def test_anyof_of_closed_objects_is_one_union_rule():
+    # each branch alone is fine, but together they overlap on every shared prefix (an LALR
+    # conflict when compiled branch by branch); one rule over the union of keys decides each
+    # key once and keeps every branch's own key order
+    s = {
+        "required": ["image"],
+        "anyOf": [
+            {
+                "additionalProperties": False,
+                "properties": {"context": {"type": "string"}, "image": {"type": "string"}},
+            },
+            {
+                "additionalProperties": False,
+                "properties": {
+                    "context": {"type": "string"},
+                    "docker": {"type": "integer"},
+                    "image": {"type": "string"},
+                },
+            },
+            {
+                "additionalProperties": False,
+                "properties": {
+                    "bazel": {"type": "integer"},
+                    "context": {"type": "string"},
+                    "image": {"type": "string"},
+                },
+                "required": ["bazel"],
+            },
+        ],
+    }
+    check(
+        s,
+        valid=[
+            {"image": "i"},
+            {"context": "c", "docker": 1, "image": "i"},
+            {"bazel": 1, "context": "c", "image": "i"},
+            "not an object",
+            3,
+        ],
+        invalid=[
+            {"context": "c"},
+            {"bazel": 1, "docker": 1, "image": "i"},
+            {"docker": "x", "image": "i"},
+            {"image": "i", "other": 1},
+        ],
+    )
+
+
+def test_unique_items_over_a_few_scalar_values():
+    pool = ["a", "b", "c", 1, True, False, None]
+    for s in (
+        {
+            "type": "array",
+            "uniqueItems": True,
+            "items": {"enum": ["a", "b", 1, 1.0]},
+            "maxItems": 3,
+        },
+        {
+            "type": "array",
+            "uniqueItems": True,
+            "items": {"type": ["boolean", "null"]},
+            "minItems": 1,
+        },
+    ):
+        g = schema_to_lark(s).lark_text
+        for n in range(5):
+            for inst in itertools.product(pool, repeat=n):
+                assert accepts(g, dump(list(inst))) == oracle(s, list(inst)), (s, inst)
+    check(
+        {"type": "array", "uniqueItems": True, "maxItems": 1},
+        valid=[[], [{"a": 1}]],
+        invalid=[[1, 2]],
+    )
+    with pytest.raises(UnsupportedFeatureError):  # strings in general: not context-free
+        schema_to_lark({"type": "array", "uniqueItems": True, "items": {"type": "string"}})
+
+
+def test_anyof_of_open_objects_that_differ_in_required():
+    s = {
+        "properties": {"d": {"type": "string"}, "c": {"type": "string"}, "a": {"type": "array"}},
+        "additionalProperties": {"type": "integer"},
+        "anyOf": [{"required": ["d", "c"]}, {"required": ["d", "a"]}],
+    }
+    check(
+        s,
+        valid=[
+            {"d": "x", "c": "y"},
+            {"d": "x", "a": []},
+            {"d": "x", "c": "y", "a": [], "z": 1},
+            "s",
+        ],
+        invalid=[
+            {"d": "x"},
+            {"c": "y", "a": []},
+            {"d": "x", "c": "y", "z": "no"},
+            {"d": 1, "c": "y"},
+        ],
+    )
+
+
+def test_max_properties_one():
+    for s in (
+        {
+            "type": "object",
+            "additionalProperties": {"enum": [False]},
+            "minProperties": 1,
+            "maxProperties": 1,
+        },
+        {"type": "object", "properties": {"a": {"type": "integer"}, "b": {}}, "maxProperties": 1},
+        {
+            "type": "object",
+            "properties": {"a": {"type": "integer"}},
+            "required": ["a"],
+            "maxProperties": 1,
+        },
+    ):
+        g = schema_to_lark(s).lark_text
+        for n in range(3):
+            for ks in itertools.permutations(["a", "b", "zz"], n):
+                for v in (False, 1):
+                    inst = dict.fromkeys(ks, v)
+                    assert accepts(g, dump(inst)) == oracle(s, inst), (s, inst)
+
+
+def test_anyof_arrays_with_disjoint_items():
+    s = {
+        "anyOf": [
+            {"type": "array", "items": {"type": "number"}},
+            {
+                "type": "array",
+                "items": {"type": "object", "properties": {"y": {"type": "integer"}}},
+            },
+        ]
+    }
+    check(s, valid=[[], [1, 2.5], [{"y": 1}]], invalid=["x", [1, {"y": 1}], [{"y": "no"}]])
+
+
+def test_allof_merges_nested_allof_and_type_nots():
+    s = {
+        "allOf": [
+            {"allOf": [{"type": ["string", "integer", "null"]}], "not": {"type": "null"}},
+            {"allOf": [{"maxLength": 2}], "not": {"type": "integer"}},
+        ]
+    }
+    check(s, valid=["ab"], invalid=["abc", 1, None, True])
+
+
+def test_oneof_dropped_values_still_count_against_the_other_branches():
+    # the two equal branches accept nothing, yet "a" satisfies both and the third: invalid
+    s = {
+        "oneOf": [
+            {"type": "string", "maxLength": 1},
+            {"type": "string", "maxLength": 1},
+            {"type": "string"},
+        ]
+    }
+    with pytest.raises(UnsupportedFeatureError):
+        schema_to_lark(s)
+    # two branches accept every string: no string is valid, whatever a third branch says
+    t = {"oneOf": [{"required": ["a"]}, {"required": ["b"]}, {"type": "string", "maxLength": 3}]}
+    check(t, valid=[{"a": 1}], invalid=["ab", "abcd", {"a": 1, "b": 2}])
+
+
+def test_oneof_anyof_regressions_found_by_fuzzing():
+    pool = ["a", "b", 1, None, True, [], {}, {"a": 1}, {"a": 2}, {"b": "x"}, {"c": 1}]
+    for s in (
+        # branch types disjoint from the parent's: no value at all
+        {"anyOf": [{"type": "null"}, {"type": "string"}], "type": "object"},
+        {
+            "anyOf": [{"type": "object", "additionalProperties": False}, {"type": "null"}],
+            "type": "string",
+        },
+        # the equal finite branches accept nothing, and "a" also satisfies the general branch
+        {
+            "oneOf": [
+                {"enum": ["a", "b"]},
+                {"properties": {"a": {"const": 2}}},
+                {"enum": ["a", "b"]},
+            ]
+        },
+    ):
+        try:
+            g = schema_to_lark(s).lark_text
+        except UnsupportedFeatureError:
+            continue
+        for v in pool:
+            assert not accepts(g, dump(v)) or oracle(s, v), (s, v)

@@ -10,6 +10,7 @@ properties after the listed ones, number bounds, string escapes, whitespace).
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import re
@@ -44,6 +45,8 @@ MAX_PATTERN_LENGTH_BOUND = 1_000  # min/maxLength together with pattern/format (
 MAX_FRACTIONS = 1_000  # fractional multipleOf: the fraction digit strings a multiple may end in
 MAX_ANY_ORDER = 8  # property_order="any" enumerates subsets of at most this many properties
 MAX_BRANCHES = 64  # anyOf x anyOf products in allOf merges
+MAX_UNIQUE_VALUES = 8  # uniqueItems over at most this many item values (2^n states)
+MAX_DEP_KEYS = 10  # properties taking part in dependentRequired (states are subsets of them)
 
 _PRETTY_WS = r"(?:\n {0,64}| )?"
 
@@ -90,7 +93,45 @@ UNSUPPORTED = {
     "$dynamicRef": None,
     "$recursiveRef": None,
 }
+# keywords that can change whether a value is valid: any other keyword (annotations, `x-*`
+# extensions, unknown names) is ignored by validators, so two different values of it merge
+ASSERTING = frozenset(
+    [
+        "type", "enum", "const", "multipleOf", "minimum", "maximum", "exclusiveMinimum",
+        "exclusiveMaximum", "minLength", "maxLength", "pattern", "format", "items", "prefixItems",
+        "additionalItems", "minItems", "maxItems", "properties", "required",
+        "additionalProperties", "patternProperties", "minProperties", "maxProperties", "allOf",
+        "anyOf", "oneOf", "not", "then", "else", "$ref", "$defs", "definitions",
+    ]
+) | frozenset(UNSUPPORTED)
 _TYPES = ("null", "boolean", "object", "array", "number", "integer", "string")
+# keyword -> the JSON type it constrains ("number" also stands for "integer"), for oneOf
+_KW_TYPE = {
+    **dict.fromkeys(
+        ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf"), "number"
+    ),
+    **dict.fromkeys(("minLength", "maxLength", "pattern", "format"), "string"),
+    **dict.fromkeys(
+        (
+            "items", "prefixItems", "additionalItems", "minItems", "maxItems", "uniqueItems",
+            "contains", "minContains", "maxContains", "unevaluatedItems",
+        ),
+        "array",
+    ),
+    **dict.fromkeys(
+        (
+            "properties", "required", "additionalProperties", "patternProperties",
+            "minProperties", "maxProperties", "dependentRequired", "dependentSchemas",
+            "dependencies", "propertyNames", "unevaluatedProperties",
+        ),
+        "object",
+    ),
+}
+# keywords that may constrain a value of any type
+_KW_ANY = frozenset(
+    ["allOf", "anyOf", "oneOf", "not", "$ref", "if", "then", "else", "enum", "const"]
+    + ["$dynamicRef", "$recursiveRef"]
+)
 _OLD_DRAFTS = ("draft-03", "draft-04", "draft-05", "draft-06", "draft-07")
 
 
@@ -947,6 +988,12 @@ def _json_key(v):
     return ("d", frozenset((k, _json_key(x)) for k, x in v.items()))
 
 
+def _json_type(v) -> str:
+    """The JSON type of a value as branch_types names it (integers count as numbers)."""
+    t = _type_of(v)
+    return "number" if t == "integer" else t
+
+
 def _type_of(v) -> str:
     if v is None:
         return "null"
@@ -1223,11 +1270,16 @@ class _Compiler:
             self._validator = cls(self.root, format_checker=cls.FORMAT_CHECKER)
         return self._validator
 
-    def literal_ok(self, node, value) -> bool:
+    def valid_for(self, node, value) -> bool | None:
+        """Whether `value` validates against `node` (None when the oracle fails)."""
         try:
-            return self.validator().evolve(schema=node).is_valid(value)
-        except Exception:  # noqa: BLE001 - an oracle failure: keep the value only if trivially fine
-            return False
+            return bool(self.validator().evolve(schema=node).is_valid(value))
+        except Exception:  # noqa: BLE001 - unknown: the caller treats it as an overlap
+            return None
+
+    def literal_ok(self, node, value) -> bool:
+        """Keep an enum/const value only when the oracle says it is valid."""
+        return self.valid_for(node, value) is True
 
     # ------------------------------------------------------------------ main dispatch
     def part(self, node, ptr: str, base: str) -> Part:
@@ -1417,6 +1469,19 @@ class _Compiler:
             ts &= self.branch_types(b, base, ptr, depth + 1)
         return ts
 
+    # ------------------------------------------------------------------ oneOf exclusivity
+    def free_types(self, sub, base, ptr) -> set:
+        """Types (number for both numeric types) of which `sub` accepts every value."""
+        sub, _b = self.deref(sub, base, ptr)
+        if sub is True or sub == {}:
+            return set(_TYPES) - {"integer"}
+        if not isinstance(sub, dict) or any(k in sub for k in _KW_ANY):
+            return set()
+        t = sub.get("type")
+        ts = set(_TYPES) - {"integer"} if t is None else {t} if isinstance(t, str) else set(t)
+        ts.discard("integer")  # `integer` alone leaves out non-integral numbers
+        return ts - {_KW_TYPE[k] for k in sub if k in _KW_TYPE}
+
     def _const_values(self, sub, base, ptr):
         sub, _b = self.deref(sub, base, ptr)
         if isinstance(sub, dict):
@@ -1426,43 +1491,97 @@ class _Compiler:
                 return sub["enum"]
         return None
 
-    def discriminated(self, a, b, base, ptr) -> bool:
-        """Two object schemas that require one property with disjoint const/enum values."""
-        a, abase = self.deref(a, base, ptr)
-        b, bbase = self.deref(b, base, ptr)
+    def values_disjoint(self, sa, sb, base, ptr, depth=0) -> bool:
+        """No JSON value validates against both subschemas (False when that is not shown)."""
+        common = self.branch_types(sa, base, ptr) & self.branch_types(sb, base, ptr)
+        if not common:
+            return True
+        va, vb = self._const_values(sa, base, ptr), self._const_values(sb, base, ptr)
+        if va is not None and vb is not None:
+            return not any(_json_eq(x, y) for x in va for y in vb)
+        for vals, other in ((va, sb), (vb, sa)):
+            if vals is not None:
+                node, _b = self.deref(other, base, ptr)
+                return all(self.valid_for(node, v) is False for v in vals)
+        return common == {"object"} and self.objects_disjoint(sa, sb, base, ptr, depth + 1)
+
+    @staticmethod
+    def _member_schema(node: dict, key: str):
+        """The subschema a value under `key` must satisfy by `node`'s own keywords (None: not
+        known, because a patternProperties pattern may apply)."""
+        if key in node.get("properties", {}):
+            return node["properties"][key]
+        if node.get("patternProperties"):
+            return None
+        return node.get("additionalProperties", True)
+
+    def objects_disjoint(self, a, b, base, ptr, depth=0) -> bool:
+        """No object validates against both schemas, shown by an exact witness: a key one side
+        requires whose values the two sides cannot share (a closed side allows no value)."""
+        if depth > 6:
+            return False
+        a, _ab = self.deref(a, base, ptr)
+        b, _bb = self.deref(b, base, ptr)
+        if a is False or b is False:
+            return True
         if not (isinstance(a, dict) and isinstance(b, dict)):
             return False
-        pa, pb = a.get("properties", {}), b.get("properties", {})
-        for k in set(a.get("required", [])) & set(b.get("required", [])):
-            if k in pa and k in pb:
-                va, vb = (
-                    self._const_values(pa[k], abase, ptr),
-                    self._const_values(pb[k], bbase, ptr),
-                )
-                if (
-                    va is not None
-                    and vb is not None
-                    and not any(_json_eq(x, y) for x in va for y in vb)
+        for x, y, flip in ((a, b, False), (b, a, True)):
+            # every value of x satisfies each allOf member (and a $ref with siblings) of x ...
+            subs = list(x.get("allOf", [])) if isinstance(x.get("allOf"), list) else []
+            if "$ref" in x:
+                subs.append({"$ref": x["$ref"]})
+            for s in subs:
+                if self.objects_disjoint(*((y, s) if flip else (s, y)), base, ptr, depth + 1):
+                    return True
+            # ... and one branch of each anyOf / oneOf of x
+            for kw in ("anyOf", "oneOf"):
+                if isinstance(x.get(kw), list) and all(
+                    self.objects_disjoint(*((y, s) if flip else (s, y)), base, ptr, depth + 1)
+                    for s in x[kw]
+                ):
+                    return True
+        for x, y in ((a, b), (b, a)):
+            for k in x.get("required", []):
+                sx, sy = self._member_schema(x, k), self._member_schema(y, k)
+                if sx is not None and sy is not None and (
+                    sx is False
+                    or sy is False
+                    or self.values_disjoint(sx, sy, base, ptr, depth)
                 ):
                     return True
         return False
 
     def exclude(self, a, b, base, ptr, forbid: set, need: set) -> bool:
-        """Make object branch `a` reject everything branch `b` accepts (for oneOf), by forbidding
-        a key `b` requires or requiring a key `b` does not allow; False when no witness is found."""
-        if self.discriminated(a, b, base, ptr):
+        """Make object branch `a` reject every object branch `b` accepts (for oneOf); the witness
+        is added to `forbid` (keys `a` may not have) or `need` (keys `a` must have). Exact rules
+        are tried first; forbidding a key and requiring a discriminator are under-approximations.
+        Only the two schemas' own object keywords are used: each value of a schema satisfies
+        them whatever its other applicators say. False when no witness is found."""
+        if self.objects_disjoint(a, b, base, ptr):
             return True
         a, _ab = self.deref(a, base, ptr)
         b, _bb = self.deref(b, base, ptr)
-        if not (isinstance(a, dict) and isinstance(b, dict)) or any(
-            k in a or k in b for k in ("allOf", "anyOf", "oneOf", "$ref", "not", "if")
-        ):
+        if not (isinstance(a, dict) and isinstance(b, dict)):
             return False
         req_a, req_b = set(a.get("required", [])), set(b.get("required", []))
         props_a, props_b = a.get("properties", {}), b.get("properties", {})
         closed_b = b.get("additionalProperties", True) is False and not b.get("patternProperties")
-        if closed_b and any(k not in props_b for k in req_a | need):
-            return True  # a always has a key b forbids
+        disjoint = [
+            k
+            for k in props_a
+            if k in props_b and self.values_disjoint(props_a[k], props_b[k], base, ptr)
+        ]
+        for k in sorted(need):  # keys a will require: a value b cannot take, or none allowed
+            sb = self._member_schema(b, k)
+            if sb is not None and (
+                sb is False
+                or (k in props_a and self.values_disjoint(props_a[k], sb, base, ptr))
+            ):
+                return True
+        if disjoint and disjoint[0] not in forbid:
+            need.add(disjoint[0])  # a discriminator neither side requires: require it
+            return True
         for k in sorted(req_b - req_a):
             if k not in need:  # forbidding a key b requires makes every `a` object fail b
                 forbid.add(k)
@@ -1474,52 +1593,146 @@ class _Compiler:
                     return True
         return False
 
+    def _items_disjoint(self, a, b, base, ptr) -> bool:
+        """Two array schemas whose items share no JSON type: they overlap at most on []."""
+        a, _ab = self.deref(a, base, ptr)
+        b, _bb = self.deref(b, base, ptr)
+        if not (isinstance(a, dict) and isinstance(b, dict)):
+            return False
+        if any(isinstance(s.get("items"), list) or "prefixItems" in s for s in (a, b)):
+            return False
+        return not (
+            self.branch_types(a.get("items", True), base, ptr)
+            & self.branch_types(b.get("items", True), base, ptr)
+        )
+
+    def exclusive_oneof(self, oneof: list, rest: dict, ptr, base) -> list:
+        """oneOf branches rewritten so that no two accept the same value (within the parent's
+        types); a strict error when that cannot be shown."""
+        n = len(oneof)
+        bptr = [_ptr(ptr, "oneOf", i) for i in range(n)]
+        nodes = [self.deref(b, base, bptr[i])[0] for i, b in enumerate(oneof)]
+        own = {k: v for k, v in rest.items() if k not in ANNOTATIONS}
+        parent = self.branch_types(own, base, ptr)
+        tss = [self.branch_types(b, base, bptr[i]) & parent for i, b in enumerate(oneof)]
+        free = [self.free_types(b, base, bptr[i]) for i, b in enumerate(oneof)]
+        finite = [self._const_values(b, base, bptr[i]) for i, b in enumerate(oneof)]
+        drop: list[set] = [set() for _ in oneof]
+        forbid: list[set] = [set() for _ in oneof]
+        need: list[set] = [set() for _ in oneof]
+        nonempty = [False] * n
+        keep_vals: list = [None if f is None else list(f) for f in finite]
+        clash = False
+        # a type two branches accept entirely never satisfies oneOf: drop it from all (exact);
+        # nor does anything two equal branches accept
+        for t in set(_TYPES) - {"integer"}:
+            if sum(1 for i in range(n) if t in tss[i] & free[i]) >= 2:
+                for d in drop:
+                    d.add(t)
+        dead = {
+            k
+            for i in range(n)
+            for j in range(i + 1, n)
+            if _json_eq(nodes[i], nodes[j])
+            for k in (i, j)
+        }
+        kept = [set() if i in dead else t - d for i, (t, d) in enumerate(zip(tss, drop))]
+        # each kept value of branch i must fail every *original* branch j
+        for i in range(n):
+            for j in range(n):
+                common = kept[i] & tss[j]
+                if i == j or not common:
+                    continue
+                if finite[i] is not None:
+                    # a value of i that validates j satisfies two branches: dropped (exact)
+                    for v in finite[i]:
+                        if _json_type(v) not in common:
+                            continue
+                        ok = self.valid_for(nodes[j], v)
+                        if ok:
+                            keep_vals[i] = [x for x in keep_vals[i] if not _json_eq(x, v)]
+                        elif ok is None and self.valid_for(nodes[i], v) is not False:
+                            clash = True
+                    continue
+                if finite[j] is not None:
+                    # a value of j that validates i too would still be accepted by i
+                    for v in finite[j]:
+                        if _json_type(v) in common and all(
+                            self.valid_for(nodes[x], v) is not False for x in (i, j)
+                        ):
+                            clash = True
+                    continue
+                for t in sorted(common):
+                    if t == "object":
+                        if not self.exclude(oneof[i], oneof[j], base, ptr, forbid[i], need[i]):
+                            clash = True
+                    elif t == "array" and self._items_disjoint(oneof[i], oneof[j], base, ptr):
+                        mins = [
+                            s.get("minItems", 0) if isinstance(s, dict) else 0
+                            for s in (nodes[i], nodes[j])
+                        ]
+                        if all(not (isinstance(m, int) and m >= 1) for m in mins):
+                            nonempty[i] = True  # both accept [], which is then invalid
+                    else:
+                        clash = True
+        if any(forbid[i] & need[i] for i in range(n)):
+            clash = True
+        if clash:
+            self.unsupported(
+                _ptr(ptr, "oneOf"),
+                "oneOf",
+                "oneOf branches that can accept the same value cannot be made exclusive",
+            )
+            return oneof
+        out = []
+        for i, b in enumerate(oneof):
+            extra: dict = {}
+            if i in dead:
+                out.append(False)
+                continue
+            if drop[i]:
+                keep = (set(_TYPES) - {"integer"}) - drop[i]
+                if not keep:
+                    out.append(False)
+                    continue
+                extra["type"] = sorted(keep)
+            if forbid[i]:
+                extra["properties"] = {k: False for k in sorted(forbid[i])}
+            if need[i]:
+                extra["required"] = sorted(need[i])
+            if nonempty[i]:
+                extra["minItems"] = 1
+            if finite[i] is not None and len(keep_vals[i]) < len(finite[i]):
+                if not keep_vals[i]:
+                    out.append(False)
+                    continue
+                extra["enum"] = keep_vals[i]
+            out.append({"allOf": [nodes[i], extra]} if extra else b)
+        return out
+
     def anyof_part(self, node, ptr, base) -> Part:
         rest = {k: v for k, v in node.items() if k not in ("anyOf", "oneOf")}
         if "oneOf" in node:
-            oneof = list(node["oneOf"])
-            tss = [self.branch_types(b, base, _ptr(ptr, "oneOf", i)) for i, b in enumerate(oneof)]
-            forbid: list[set] = [set() for _ in oneof]
-            need: list[set] = [set() for _ in oneof]
-            clash = False
-            for i in range(len(tss)):
-                for j in range(len(tss)):
-                    if i == j:
-                        continue
-                    common = tss[i] & tss[j]
-                    if not common:
-                        continue
-                    if common != {"object"} or not self.exclude(
-                        oneof[i], oneof[j], base, ptr, forbid[i], need[i]
-                    ):
-                        clash = True
-            if any(forbid[i] & need[i] for i in range(len(oneof))):
-                clash = True
-            if clash:
-                self.unsupported(
-                    _ptr(ptr, "oneOf"),
-                    "oneOf",
-                    "oneOf branches that can accept the same value cannot be made exclusive",
-                )
-            else:
-                for i, b in enumerate(oneof):
-                    if forbid[i] or need[i]:
-                        extra = {
-                            "properties": {k: False for k in sorted(forbid[i])},
-                            "required": sorted(need[i]),
-                        }
-                        b2, _bb = self.deref(b, base, _ptr(ptr, "oneOf", i))
-                        oneof[i] = {"allOf": [b2, extra]}
+            oneof = self.exclusive_oneof(list(node["oneOf"]), rest, ptr, base)
             node = {**node, "oneOf": oneof}
             if "anyOf" in node:
                 rest["allOf"] = list(rest.get("allOf", [])) + [{"anyOf": node["anyOf"]}]
             branches, key = node["oneOf"], "oneOf"
         else:
-            branches, key = node["anyOf"], "anyOf"
+            branches, key = self.anyof_arrays(list(node["anyOf"]), ptr, base), "anyOf"
         constraining = {k for k in rest if k not in ANNOTATIONS}
         result = Part()
+        closed = self.closed_objects(branches, rest, ptr, key, base)
+        if closed:
+            result = self.closed_union(closed)
         for i, b in enumerate(branches):
             bptr = _ptr(ptr, key, i)
+            if i in closed:  # its objects are in the union; its other types are unconstrained
+                types = closed[i][0].get("type", list(_TYPES))
+                types = [t for t in ([types] if isinstance(types, str) else types) if t != "object"]
+                if types:
+                    result = result.union(self.part({"type": types}, bptr, base))
+                continue
             if constraining:
                 b2, bbase = self.deref(b, base, bptr)
                 if b2 is False:
@@ -1555,6 +1768,138 @@ class _Compiler:
                 self.multi_struct.append(where)
         return result
 
+    def anyof_arrays(self, branches: list, ptr, base) -> list:
+        """anyOf array branches whose item types are pairwise disjoint overlap only on [];
+        all but the first that accepts it get minItems 1 (same union, no LALR conflict)."""
+        arr = []
+        for i, b in enumerate(branches):
+            b2, _b = self.deref(b, base, _ptr(ptr, "anyOf", i))
+            t = b2.get("type") if isinstance(b2, dict) else None
+            if (
+                t in ("array", ["array"])
+                and not b2.get("minItems")
+                and not any(k in b2 for k in ("contains", "minContains", "allOf", "anyOf", "oneOf"))
+            ):
+                arr.append((i, b2))
+        if len(arr) < 2 or not all(
+            self._items_disjoint(x, y, base, ptr)
+            for n, (_i, x) in enumerate(arr)
+            for _j, y in arr[n + 1 :]
+        ):
+            return branches
+        out = list(branches)
+        for i, b2 in arr[1:]:
+            out[i] = {"allOf": [b2, {"minItems": 1}]}
+        return out
+
+    _PLAIN = frozenset(["type", "properties", "required", "additionalProperties"])
+    _DEFS = frozenset(["$defs", "definitions"])
+
+    def closed_objects(self, branches, rest, ptr, key, base) -> dict:
+        """Branches that are objects with only properties/required/additionalProperties (parent
+        merged in): index -> (merged schema, base, pointer); empty unless at least two, with
+        one schema per shared key and one additionalProperties (and, unless it is false, the
+        same listed keys) for all."""
+        if any(k in rest for k in ("unevaluatedProperties", "unevaluatedItems")) or (
+            set(rest) & ASSERTING - self._PLAIN - self._DEFS
+        ):
+            return {}
+        own = {k: v for k, v in rest.items() if k in self._PLAIN}
+        found = {}
+        for i, b in enumerate(branches):
+            b2, bbase = self.deref(b, base, _ptr(ptr, key, i))
+            if not isinstance(b2, dict) or set(b2) & ASSERTING - self._PLAIN - self._DEFS:
+                continue
+            if own.get("properties") and bbase != base:
+                continue  # the parent's refs and the branch's resolve against different bases
+            m = self.merge(own, b2, _ptr(ptr, key, i)) if own else b2
+            t = m.get("type", "object")
+            if (
+                isinstance(m, dict)
+                and not set(m) & ASSERTING - self._PLAIN - self._DEFS  # {"not": {}}: no value
+                and "object" in ([t] if isinstance(t, str) else t)
+                and all(r in m.get("properties", {}) for r in m.get("required", []))
+            ):
+                found[i] = (m, bbase, _ptr(ptr, key, i))
+        if len(found) < 2:
+            return {}
+        # extra keys: none (closed), or the same schema and listed keys in every branch
+        first = next(iter(found.values()))[0]
+        addl, listed = first.get("additionalProperties", True), list(first.get("properties", {}))
+        for m, _b, _p in found.values():
+            if not _json_eq(m.get("additionalProperties", True), addl) or (
+                addl is not False and list(m.get("properties", {})) != listed
+            ):
+                return {}
+        seen: dict = {}
+        for m, _b, _p in found.values():
+            for k, v in m.get("properties", {}).items():
+                if k in seen and not _json_eq(seen[k], v):
+                    return {}
+                seen[k] = v
+        return found
+
+    def closed_union(self, closed: dict) -> Part:
+        """The objects of several such branches as one rule: keys in an order that keeps each
+        branch's schema order where the branches agree, extra keys last; the state is the set of
+        branches the keys so far still fit (exact union, LALR-friendly: each key is decided
+        once)."""
+        items = list(closed.values())
+        orders = [list(m.get("properties", {})) for m, _b, _p in items]
+        keys = list(dict.fromkeys(k for o in orders for k in o))
+        before = {k: set() for k in keys}
+        for o in orders:
+            for a, b in itertools.pairwise(o):
+                before[b].add(a)
+        order: list = []
+        while len(order) < len(keys):  # topological, first appearance first; cycles broken
+            nxt = next((k for k in keys if k not in order and before[k] <= set(order)), None)
+            order.append(nxt or next(k for k in keys if k not in order))
+        col, c = self.punct(":"), self.punct(",")
+        mems = {}
+        for k in order:
+            m, b, bptr = next(x for x in items if k in x[0].get("properties", {}))
+            part = self.part(m["properties"][k], _ptr(bptr, "properties", k), b)
+            mems[k] = None if part.empty() else f"{self.key_term(k)} {col} {self.value_rule(part)}"
+        n = len(order)
+        memo: dict = {}
+
+        m0, b0, p0 = items[0]
+        addl = m0.get("additionalProperties", True)
+        vp = Part() if addl is False else self.part(addl, _ptr(p0, "additionalProperties"), b0)
+        if vp.empty():
+            ends = {True: self.rule([""]), False: self.rule([""])}
+        else:  # extra keys after the listed ones, as in object_rule
+            key = self.term(_key_excluding(set(order)))
+            ext = self.rule([f"{key} {col} {self.value_rule(vp)}"])
+            tail = self.rule([f"({c} {ext})*"])
+            ends = {True: self.rule([f"{ext} {tail}", ""]), False: tail}
+
+        def st(p: int, viable: frozenset, first: bool) -> str | None:
+            if p == n:
+                return ends[first]
+            if (p, viable, first) in memo:
+                return memo[(p, viable, first)]
+            k, alts = order[p], []
+            has = frozenset(i for i in viable if k in items[i][0].get("properties", {}))
+            if has and mems[k] is not None:
+                nx = st(p + 1, has, False)
+                if nx is not None:
+                    alts.append(f"{mems[k]} {nx}" if first else f"{c} {mems[k]} {nx}")
+            skip = frozenset(i for i in viable if k not in items[i][0].get("required", []))
+            if skip:
+                nx = st(p + 1, skip, first)
+                if nx is not None:
+                    alts.append(nx)
+            memo[(p, viable, first)] = self.rule(alts) if alts else None
+            return memo[(p, viable, first)]
+
+        body = st(0, frozenset(range(len(items))), True)
+        if body is None:
+            return Part()
+        lb, rb = self.punct("{"), self.punct("}")
+        return Part(rules=[self.rule([f"{lb} {body} {rb}"])], types={"object"})
+
     def _array_form(self, s: dict):
         if "prefixItems" in s:
             return list(s["prefixItems"]), s.get("items", True)
@@ -1581,8 +1926,8 @@ class _Compiler:
                 a["prefixItems"] = pre
         out = dict(a)
         for k, v in b.items():
-            if k in ANNOTATIONS and k not in ("$defs", "definitions"):
-                continue
+            if k not in ASSERTING:
+                continue  # an annotation or unknown keyword: validity does not depend on it
             if k not in out:
                 out[k] = v
                 continue
@@ -1637,6 +1982,14 @@ class _Compiler:
                 out[k] = [{"allOf": [x, y]} for x in av for y in v]
             elif k in ("$defs", "definitions"):
                 continue
+            elif k == "allOf" and isinstance(av, list) and isinstance(v, list):
+                out[k] = list(av) + list(v)
+            elif k == "not":  # not A and not B = not (A or B)
+                if all(isinstance(x, dict) and set(x) & ASSERTING == {"type"} for x in (av, v)):
+                    ts = [x["type"] if isinstance(x["type"], list) else [x["type"]] for x in (av, v)]
+                    out[k] = {"type": sorted(set(ts[0]) | set(ts[1]))}
+                else:
+                    out[k] = {"anyOf": [av, v]}
             elif k == "uniqueItems":
                 out[k] = bool(av) or bool(v)
             elif k == "multipleOf" and isinstance(av, int) and isinstance(v, int):
@@ -1760,10 +2113,16 @@ class _Compiler:
             if kw in node and (
                 applies is None or applies in types or (applies == "number" and "integer" in types)
             ):
-                if kw == "uniqueItems" and node[kw] is False:
-                    continue
+                if kw == "uniqueItems" and (
+                    node[kw] is False
+                    or (isinstance(node.get("maxItems"), int) and node["maxItems"] <= 1)
+                    or self.unique_values(node, base, ptr) is not None
+                ):
+                    continue  # nothing to check, or enforced by array_rule
                 if kw == "if" and "then" not in node and "else" not in node:
                     continue
+                if kw.startswith("dependen") and _dep_entries(node[kw]) is not None:
+                    continue  # enforced by object_rule
                 self.unsupported(
                     _ptr(ptr, kw), kw, f"{kw} cannot be enforced by a context-free grammar here"
                 )
@@ -2080,6 +2439,10 @@ class _Compiler:
             )
             mx = None if mx is not None and mx > MAX_REPEAT_EXPANSION else mx
             mn = min(mn, MAX_REPEAT_EXPANSION)
+        if node.get("uniqueItems") is True and (mx is None or mx > 1):
+            vals = self.unique_values(node, base, ptr)
+            if vals is not None:
+                return self.unique_array(vals, mn, mx)
         slots = [self.part(s, _ptr(ptr, prefix_ptr, i), base) for i, s in enumerate(prefix)]
         item_part = self.part(items, items_ptr, base)
         slot_rules = [None if p.empty() else self.value_rule(p) for p in slots]
@@ -2116,6 +2479,54 @@ class _Compiler:
         if nxt is None:
             return None
         return self.rule([f"{lk} {nxt} {rk}"])
+
+    def unique_values(self, node, base, ptr) -> list | None:
+        """The values the items may take when they are a few scalars (enum/const, boolean or
+        null items), so that uniqueItems is a grammar over subsets; None otherwise."""
+        if "prefixItems" in node or isinstance(node.get("items"), list):
+            return None
+        items, ibase = self.deref(node.get("items", True), base, _ptr(ptr, "items"))
+        if not isinstance(items, dict):
+            return None
+        vals = self._const_values(items, ibase, ptr)
+        if vals is None:
+            t = items.get("type")
+            t = [t] if isinstance(t, str) else t
+            if set(items) & ASSERTING != {"type"} or not set(t) <= {"boolean", "null"}:
+                return None
+            vals = ([True, False] if "boolean" in t else []) + ([None] if "null" in t else [])
+        out, seen = [], set()
+        for v in vals:
+            if isinstance(v, (list, dict)):
+                return None
+            if _json_key(v) not in seen and self.literal_ok(items, v):
+                seen.add(_json_key(v))
+                out.append(v)
+        return out if len(out) <= MAX_UNIQUE_VALUES else None
+
+    def unique_array(self, vals: list, mn: int, mx: int | None) -> str | None:
+        """Arrays of distinct values from `vals`: the state is the set of values used so far."""
+        lk, rk, c = self.punct("["), self.punct("]"), self.punct(",")
+        terms = [self.value_rule(self.literal(v)) for v in vals]
+        memo: dict[int, str | None] = {}
+
+        def after(used: int) -> str | None:  # at least one element emitted
+            if used not in memo:
+                cnt = used.bit_count()
+                alts = [""] if cnt >= mn else []
+                if mx is None or cnt < mx:
+                    for i, t in enumerate(terms):
+                        if not used >> i & 1 and (nx := after(used | 1 << i)) is not None:
+                            alts.append(f"{c} {t} {nx}")
+                memo[used] = self.rule(alts) if alts else None
+            return memo[used]
+
+        alts = [f"{lk} {rk}"] if mn == 0 else []
+        if mx is None or mx > 0:
+            for i, t in enumerate(terms):
+                if (nx := after(1 << i)) is not None:
+                    alts.append(f"{lk} {t} {nx} {rk}")
+        return self.rule(alts) if alts else None
 
     # ------------------------------------------------------------------ objects
     def property_names(self, node, ptr, base) -> str | Literal[False] | None:
@@ -2164,6 +2575,7 @@ class _Compiler:
         keys = list(props) + [k for k in required if k not in props]
         names = self.property_names(node, ptr, base)
         members = []  # (key, required, value rule or None)
+        member_subs: dict = {}  # key -> the subschemas its value must satisfy
         for k in keys:
             if names is not None and (
                 names is False or not re.fullmatch(names, json.dumps(k, ensure_ascii=False))
@@ -2180,6 +2592,7 @@ class _Compiler:
                     subs.append(pats[p])
             if k not in props and len(subs) == 0:
                 subs.append(addl)
+            member_subs[k] = subs
             if len(subs) == 1:
                 part = self.part(
                     subs[0], sptrs[0] if sptrs else _ptr(ptr, "additionalProperties"), base
@@ -2258,6 +2671,14 @@ class _Compiler:
                 return None
             if maxp == 0:
                 return self.rule([f"{lb} {rb}"])
+            if maxp == 1 and not any(k.startswith("dependen") for k in node):
+                # at most one member: the required one, or any single listed or extra one
+                req = [m[2] for m in members if m[1]]
+                alts = req or [m[2] for m in members] + extras
+                alts = [f"{lb} {a} {rb}" for a in alts]
+                if minp == 0 and not req:
+                    alts.append(f"{lb} {rb}")
+                return self.rule(alts) if alts else None
             if extras or len(members) > maxp:
                 self.unsupported(
                     _ptr(ptr, "maxProperties"),
@@ -2266,6 +2687,10 @@ class _Compiler:
                 )
         if minp > n_req and not members and not extras:
             return None
+        found = self.dependencies(node, ptr, base, members, member_subs, listed, bool(extras))
+        if found is None:
+            return None
+        deps, restrict = found
         if self.order == "any" and len(members) > 1:
             if len(members) > MAX_ANY_ORDER:
                 self.unsupported(
@@ -2274,8 +2699,15 @@ class _Compiler:
                     f"property_order='any' supports at most {MAX_ANY_ORDER} properties",
                 )
             else:
-                return self.object_any(members, extras, minp)
+                if restrict:
+                    self.unsupported(
+                        ptr, "property_order", "dependent schemas need property_order='schema'"
+                    )
+                return self.object_any(members, extras, minp, deps)
         ext_rule = self.rule(extras) if extras else None
+        if deps:
+            body = self.object_deps(members, ext_rule, minp, deps, restrict)
+            return self.rule([f"{lb} {body} {rb}"]) if body else None
         # R_i: something emitted; F_i: nothing yet
         if ext_rule:
             r_next: str | None = self.rule([f"({c} {ext_rule})*"])
@@ -2296,7 +2728,147 @@ class _Compiler:
             return None
         return self.rule([f"{lb} {f_next} {rb}"])
 
-    def object_any(self, members, extras, minp) -> str:
+    def dependencies(self, node, ptr, base, members, member_subs, listed, open_: bool):
+        """dependentRequired / dependentSchemas (and draft-07 `dependencies`) as (member index ->
+        indices of the members it needs, member index -> (trigger index, member text with the
+        trigger's extra property schema)); None when the object cannot be satisfied. `members`
+        is edited in place: a member whose needed key can never appear is removed, and a
+        trigger with property schemas is moved before the first member they constrain."""
+        raw: dict = {}
+        for kw in ("dependencies", "dependentRequired", "dependentSchemas"):
+            for k, (need, props) in (_dep_entries(node.get(kw)) or {}).items():
+                r = raw.setdefault(k, (kw, [], {}))
+                r[1].extend(need)
+                for pk, pv in props.items():
+                    r[2][pk] = {"allOf": [r[2][pk], pv]} if pk in r[2] else pv
+        if not raw:
+            return {}, {}
+        required = set(node.get("required", []))
+        for k, (kw, need, props) in raw.items():
+            need[:] = [t for t in need if t not in required]  # always there anyway
+            if not need and not props:
+                continue
+            if any(x not in listed for x in [k, *need, *props]) and open_:
+                self.unsupported(
+                    _ptr(ptr, kw, k), kw, "a dependency on a key that properties does not list"
+                )
+                raw[k] = (kw, [], {})
+        names = [m[0] for m in members]
+        for k, (_kw, _need, props) in raw.items():  # triggers go before what they constrain
+            first = min((names.index(p) for p in props if p in names), default=len(names))
+            if k in names and first < names.index(k):
+                names.insert(first, names.pop(names.index(k)))
+        members[:] = sorted(members, key=lambda m: names.index(m[0]))
+        index = {m[0]: i for i, m in enumerate(members)}
+        deps: dict[int, list[int]] = {}
+        restrict: dict[int, tuple[int, str]] = {}
+        dead = set()
+        col = self.punct(":")
+        for k, (kw, need, props) in raw.items():
+            i = index.get(k)
+            if i is None:
+                continue  # k cannot appear
+            js = [index.get(t) for t in need if t != k]
+            if any(j is None for j in js):
+                dead.add(i)  # a needed key cannot appear, so neither can k
+            js = sorted({j for j in js if j is not None and not members[j][1]})
+            if js:
+                deps[i] = js
+            for pk, pv in props.items():
+                j = index.get(pk)
+                if j is None:
+                    continue  # pk cannot appear
+                if j <= i or j in restrict:
+                    self.unsupported(
+                        _ptr(ptr, kw, k),
+                        kw,
+                        "dependent schemas on their own key, on a trigger or twice on one key",
+                    )
+                    continue
+                sub = {"allOf": [*member_subs[pk], pv]}
+                part = self.part(sub, _ptr(ptr, kw, k, "properties", pk), base)
+                if part.empty():
+                    if members[j][1]:
+                        dead.add(i)
+                    else:
+                        deps.setdefault(i, [])
+                        restrict[j] = (i, "")
+                    continue
+                restrict[j] = (i, f"{self.key_term(pk)} {col} {self.value_rule(part)}")
+        if any(members[i][1] for i in dead):
+            return None
+        if dead:
+            keep = [i for i in range(len(members)) if i not in dead]
+            new_index = {old: new for new, old in enumerate(keep)}
+            members[:] = [members[i] for i in keep]
+            deps = {
+                new_index[i]: [new_index[j] for j in js]
+                for i, js in deps.items()
+                if i in new_index and all(j in new_index for j in js)
+            }
+            restrict = {
+                new_index[j]: (new_index[i], mem)
+                for j, (i, mem) in restrict.items()
+                if i in new_index and j in new_index
+            }
+        for i, _mem in restrict.values():
+            deps.setdefault(i, [])
+        relevant = set(deps) | {j for js in deps.values() for j in js}
+        if len(relevant) > MAX_DEP_KEYS:
+            kw = next(iter(raw.values()))[0]
+            self.unsupported(
+                _ptr(ptr, kw), kw, f"dependencies among more than {MAX_DEP_KEYS} properties"
+            )
+            return {}, {}
+        return deps, restrict
+
+    def object_deps(self, members, ext_rule, minp, deps, restrict) -> str | None:
+        """The listed members in order, where a member with dependencies is emitted only with the
+        members it needs, and a member after a trigger of a dependent schema takes the restricted
+        value: the state is the set of relevant members emitted so far."""
+        c = self.punct(",")
+        n = len(members)
+        needers = {j: [i for i, js in deps.items() if j in js] for j in range(n)}
+        shaped = {i: [j for j, (t, _m) in restrict.items() if t == i] for i in deps}
+
+        def live(i: int, pos: int) -> bool:  # does member i's presence matter from pos on?
+            return (
+                any(j >= pos for j in deps.get(i, []))
+                or any(t >= pos for t in needers[i])
+                or any(j >= pos for j in shaped.get(i, []))
+            )
+
+        if ext_rule:
+            r_end = self.rule([f"({c} {ext_rule})*"])
+            f_end = self.rule([f"{ext_rule} {r_end}"] + ([""] if minp == 0 else []))
+        else:
+            r_end = self.rule([""])
+            f_end = self.rule([""]) if minp == 0 else None
+        memo: dict = {}
+
+        def chain(j: int, state: frozenset, first: bool) -> str | None:
+            if j == n:
+                return f_end if first else r_end
+            key = (j, state, first)
+            if key not in memo:
+                _k, req, mem = members[j]
+                if j in restrict and restrict[j][0] in state:
+                    mem = restrict[j][1]  # "" when the restricted value is empty
+                alts = []
+                if mem and all(t in state for t in deps.get(j, []) if t < j):
+                    nxt = chain(j + 1, frozenset(i for i in state | {j} if live(i, j + 1)), False)
+                    if nxt is not None:
+                        alts.append(f"{mem} {nxt}" if first else f"{c} {mem} {nxt}")
+                if not req and not any(j in deps.get(t, []) for t in state):
+                    nxt = chain(j + 1, frozenset(i for i in state if live(i, j + 1)), first)
+                    if nxt is not None:
+                        alts.append(nxt)
+                memo[key] = self.rule(alts) if alts else None
+            return memo[key]
+
+        return chain(0, frozenset(), True)
+
+    def object_any(self, members, extras, minp, deps=None) -> str:
         lb, rb, c = self.punct("{"), self.punct("}"), self.punct(",")
         n = len(members)
         req_mask = sum(1 << i for i, m in enumerate(members) if m[1])
@@ -2313,7 +2885,9 @@ class _Compiler:
                     nx = st(used | (1 << i), False)
                     if nx is not None:
                         alts.append(("" if first else f"{c} ") + f"{members[i][2]} {nx}")
-            if used & req_mask == req_mask:
+            if used & req_mask == req_mask and all(
+                used & (1 << j) for i, js in (deps or {}).items() if used & (1 << i) for j in js
+            ):
                 if ext_rule:
                     tail = self.rule([f"({c} {ext_rule})*"])
                     alts.append(f"{ext_rule} {tail}" if first else tail)
@@ -2385,6 +2959,31 @@ _TYPE_KEYWORDS = frozenset(
         "not",
     ]
 ) | frozenset(UNSUPPORTED)
+
+
+def _dep_entries(value) -> dict | None:
+    """`dependencies` / `dependentRequired` / `dependentSchemas` as key -> (keys it needs,
+    {property: subschema} it imposes), when every entry is a list of keys or a schema with only
+    `required` and `properties` (else None)."""
+    if not isinstance(value, dict):
+        return None
+    out = {}
+    for k, v in value.items():
+        if isinstance(v, list) and all(isinstance(x, str) for x in v):
+            out[k] = (list(v), {})
+        elif (
+            isinstance(v, dict)
+            and set(v) & ASSERTING <= {"required", "properties"}
+            and isinstance(v.get("properties", {}), dict)
+            and isinstance(v.get("required", []), list)
+            and all(isinstance(x, str) for x in v.get("required", []))
+        ):
+            out[k] = (list(v.get("required", [])), dict(v.get("properties", {})))
+        elif v is True or v == {}:
+            out[k] = ([], {})
+        else:
+            return None
+    return out
 
 
 def _unit(ch: str) -> str:
