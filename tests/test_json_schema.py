@@ -1503,3 +1503,40 @@ def test_oneof_anyof_regressions_found_by_fuzzing():
             continue
         for v in pool:
             assert not accepts(g, dump(v)) or oracle(s, v), (s, v)
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        {"type": "string", "minLength": 1, "not": {"enum": ["upstart", "a/b", "1"]}},
+        {"not": {"pattern": "^[0-9]+$"}},
+        {"type": ["string", "integer"], "not": {"type": "string", "pattern": "x|/"}},
+        {"type": "string", "not": {"const": "é"}},
+    ],
+)
+def test_not_of_string_values_or_pattern_never_accepts_an_excluded_spelling(schema):
+    """`not: {enum|const|pattern}` on strings: negative lookaheads, with the kept strings limited to
+    the spellings the exclusion sees, so a \\uXXXX spelling of an excluded value cannot pass."""
+    text = schema_to_lark(schema).lark_text
+    rng = random.Random(5)
+    chars = ["u", "p", "s", "t", "a", "r", "/", "b", "1", "x", "é", "\n"]
+
+    def spell(ch):
+        forms = [json.dumps(ch, ensure_ascii=False)[1:-1], "\\u%04x" % ord(ch), "\\u%04X" % ord(ch)]
+        if ch == "/":
+            forms.append("\\/")
+        return rng.choice(forms)
+
+    seen_ok = 0
+    words = ["upstart", "a/b", "1", "é", "x", "ab", "12"]
+    for _ in range(600):
+        word = rng.choice(words) if rng.random() < 0.5 else "".join(rng.choice(chars) for _ in range(rng.randint(0, 4)))
+        doc = '"' + "".join(spell(c) for c in word) + '"'
+        ok = accepts(text, doc)
+        assert not ok or oracle(schema, word), doc  # sound: an accepted spelling is valid
+        seen_ok += ok
+        canonical = json.dumps(word, ensure_ascii=False)
+        assert accepts(text, canonical) == oracle(schema, word), canonical  # exact on the canonical spelling
+    for value in (3, None, [1]):
+        assert accepts(text, json.dumps(value)) == oracle(schema, value), value
+    assert seen_ok > 50

@@ -1091,8 +1091,8 @@ class _Compiler:
         scal = []
         # strings with a length lookahead stay top-level alternatives of the terminal: the only
         # place the regex compiler (and lark: the lookahead ends at the closing quote) reads one
-        looks = [s for s in part.strings if s.startswith("(?=")]
-        plain = [s for s in part.strings if not s.startswith("(?=")]
+        looks = [s for s in part.strings if s.startswith("(?")]
+        plain = [s for s in part.strings if not s.startswith("(?")]
         if plain:
             scal.append(
                 plain[0] if len(plain) == 1 else '"(?:' + "|".join(s[1:-1] for s in plain) + ')"'
@@ -2107,8 +2107,9 @@ class _Compiler:
         types = set(_TYPES) if t is None else ({t} if isinstance(t, str) else set(t))
         if "integer" in types and "number" in types:
             types.discard("integer")
+        excluded: list[str] = []  # decoded-string patterns `not` rules out
         if "not" in node:
-            types = self.not_types(node["not"], types, _ptr(ptr, "not"))
+            types = self.not_types(node["not"], types, _ptr(ptr, "not"), excluded)
         for kw, applies in UNSUPPORTED.items():
             if kw in node and (
                 applies is None or applies in types or (applies == "number" and "integer" in types)
@@ -2141,7 +2142,10 @@ class _Compiler:
             else:
                 part = part.union(self.number_part(node, ptr, integer="number" not in types))
         if "string" in types:
-            part = part.union(self.string_part(node, ptr))
+            strings = self.string_part(node, ptr)
+            if excluded:
+                strings = self.strings_excluding(strings, excluded, _ptr(ptr, "not"))
+            part = part.union(strings)
         if "array" in types:
             r = self.array_rule(node, ptr, base)
             if r:
@@ -2152,11 +2156,31 @@ class _Compiler:
                 part = part.union(Part(rules=[r], types={"object"}))
         return part
 
-    def not_types(self, sub, types: set, ptr: str) -> set:
+    def not_types(self, sub, types: set, ptr: str, excluded: list[str]) -> set:
+        """The types `not: sub` leaves; string values it rules out go to `excluded` (patterns)."""
         if sub is True or sub == {}:
             return set()
         if sub is False:
             return types
+        if isinstance(sub, dict) and "$ref" in sub and len(set(sub) - ANNOTATIONS) == 1:
+            sub = self.deref(sub, "", ptr)[0]
+        inner = set(sub) - ANNOTATIONS if isinstance(sub, dict) else set()
+        if inner and inner <= {"type", "enum", "const", "pattern"} and sub.get("type", "string") == "string":
+            if "pattern" in inner and not inner & {"enum", "const"} and isinstance(sub["pattern"], str):
+                excluded.append(sub["pattern"])
+                # without `type`, every non-string passes the pattern, so `not` rules it out
+                return types if "type" in inner else types & {"string"}
+            if "pattern" not in inner and len(inner & {"enum", "const"}) == 1:
+                values = [sub["const"]] if "const" in inner else sub["enum"]
+                if isinstance(values, list):
+                    others = {_type_of(v) for v in values if not isinstance(v, str)}
+                    others = {"number" if t == "integer" else t for t in others}
+                    hit = {"number" if t == "integer" else t for t in types} & others
+                    if "type" in inner or not hit:
+                        strs = [v for v in values if isinstance(v, str)]
+                        if strs:
+                            excluded.append("^(?:" + "|".join(re.escape(v) for v in strs) + ")$")
+                        return types
         if isinstance(sub, dict) and set(sub) - ANNOTATIONS <= {"type"} and "type" in sub:
             t = sub["type"]
             ban = {t} if isinstance(t, str) else set(t)
@@ -2170,6 +2194,26 @@ class _Compiler:
             return types - ban
         self.unsupported(ptr, "not", "only `not` of a type (or of true/false) is supported")
         return types
+
+    def strings_excluding(self, part: Part, patterns: list[str], ptr: str) -> Part:
+        """The strings of `part` that match none of `patterns` (searches on the decoded string):
+        each string regex gets a negative lookahead per pattern, an automaton product with its
+        complement in the regex compiler (exact for every JSON encoding of a string)."""
+        # the exclusions see the encodings `_encoded_class` writes (raw, short escapes, \u00XX for
+        # control characters), so the strings kept are restricted to exactly those: a \uXXXX
+        # spelling of an excluded value could otherwise slip through
+        heads = ['(?="(?:[^\\x22\\\\\\x00-\\x1f]|\\\\[\\x22\\\\/bfnrt]|\\\\u00[01][0-9a-fA-F])*")']
+        for pat in patterns:
+            try:
+                rx, _w = translate_pattern(pat)
+            except _PatternError as exc:
+                self.unsupported(ptr, "not", str(exc))
+                return part
+            heads.append(f'(?!"{rx}")')
+        if part.rules or part.any:
+            self.unsupported(ptr, "not", "`not` of string values next to these string keywords")
+            return part
+        return Part(strings=["".join(heads) + s for s in part.strings], types=part.types)
 
     # ------------------------------------------------------------------ numbers
     def number_part(self, node, ptr, integer: bool) -> Part:
@@ -2541,9 +2585,9 @@ class _Compiler:
             return None
         if not part.strings:
             return False
-        if any(s.startswith("(?=") for s in part.strings):
+        if any(s.startswith("(?") for s in part.strings):
             self.unsupported(
-                where, "propertyNames", "propertyNames with length bounds and a pattern/format"
+                where, "propertyNames", "propertyNames with length bounds and a pattern/format, or a `not`"
             )
             return None
         strs = part.strings
