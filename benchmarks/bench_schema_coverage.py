@@ -150,7 +150,10 @@ def run(quick: bool = False) -> str:
         old = signal.signal(signal.SIGALRM, _alarm)
         signal.alarm(LARK_BUDGET_S)
         try:
-            parser = lark.Lark(grammar.lark_text, parser="lalr", lexer="contextual", start="start")
+            try:
+                parser = lark.Lark(grammar.lark_text, parser="lalr", lexer="contextual", start="start")
+            finally:  # an alarm that fires here still lands in the handlers below
+                signal.alarm(0)
         except _Timeout:
             c["lark_timeout"] += 1
             c[f"{mode}_lark_timeout"] += 1
@@ -160,7 +163,6 @@ def run(quick: bool = False) -> str:
             lenient_err[f"lark: {type(exc).__name__}"] += 1
             continue
         finally:
-            signal.alarm(0)
             signal.signal(signal.SIGALRM, old)
         t2 = time.perf_counter()
         t_text.append(t1 - t0)
