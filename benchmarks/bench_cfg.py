@@ -80,8 +80,9 @@ def schemas() -> dict[str, dict]:
 
 
 def _guide_compile(vocab: Any, name: str, text: str) -> A.AnchorCompiled:
-    from guide.grammars.cfg import Grammar
+    from guide.grammars.cfg import Grammar, clear_build_memo
 
+    clear_build_memo()  # cold: no table built earlier in this process either
     return A.GuideCompiled(Grammar(text).compile(vocab, cache=False))
 
 

@@ -599,3 +599,20 @@ def test_trie_walk_equals_the_per_unit_walk(grammars, vocab, name):
             ]
             checked += 1
     assert checked > 20
+
+
+def test_same_grammar_text_reuses_its_built_tables_until_cleared():
+    """A server constructs Grammar(text) per request: the vocabulary-independent tables (lark's,
+    the product lexer, our parser) are built once per process (a 16-entry LRU)."""
+    from guide.grammars.cfg import clear_build_memo
+
+    text = builtin_text("arithmetic") + "\n// memo test\n"
+    clear_build_memo()
+    a, b = Grammar(text), Grammar(text)
+    assert a._lexer is b._lexer and a._parser is b._parser
+    assert Grammar(text, start="start")._lexer is a._lexer
+    clear_build_memo()
+    c = Grammar(text)
+    assert c._lexer is not a._lexer and c._lexer.names == a._lexer.names
+    with pytest.raises(GrammarError, match="max_rules"):
+        Grammar(text, max_rules=2)  # limits still apply to a memo hit

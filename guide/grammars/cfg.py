@@ -411,6 +411,74 @@ def _layout_tables(layout: Layout, terminals: list, lexer: _Lexer, parser: _Pars
 # The constraint
 
 
+def _build_tables(lark_text: str, start: str, layout: Layout | None, lark_cache: bool, max_rules: int,
+                  time_budget_s: float, started: float) -> tuple:
+    """The vocabulary-independent part of a grammar: lark's tables, the product lexer, our parser."""
+    import lark
+
+    try:
+        options: dict = {"parser": "lalr", "lexer": "contextual", "start": start}
+        if layout is not None:
+            from ._no_lexer import NoLexer
+
+            options["lexer"] = NoLexer
+        if lark_cache:
+            options["cache"] = _lark_cache_path(lark_text, options)
+        lark_obj = build_lark(lark_text, **options)
+    except lark.exceptions.LarkError as exc:
+        raise _wrap_lark_error(exc) from exc
+    except (KeyError, ValueError) as exc:
+        raise GrammarError(f"invalid lark grammar: {exc}") from exc
+    except RecursionError:
+        raise GrammarError("the grammar's rules nest too deeply for lark to build its tables") from None
+    if len(lark_obj.rules) > max_rules:
+        raise GrammarError(f"the grammar has {len(lark_obj.rules):,} rules, over max_rules={max_rules:,}")
+    ignored = set(lark_obj.lexer_conf.ignore)
+    terminals = list(lark_obj.terminals)
+    lexer = _build_lexer(terminals, ignored, time_budget_s, started + time_budget_s)
+    index = {name: i for i, name in enumerate(lexer.names)}
+    parser, lark_accepts, access = _build_parser(lark_obj, start, index)
+    if layout is None:
+        return (lark_obj, terminals, lexer, parser, tuple(a | lexer.ignored for a in lark_accepts), (), 0, 0, 0)
+    return (lark_obj, terminals, lexer, parser,
+            *_layout_tables(layout, terminals, lexer, parser, access, lark_accepts))
+
+
+class _Memo:
+    """A small LRU of built grammar tables, so that constructing the same grammar again in this
+    process (a server seeing one schema per request) costs a dictionary look-up."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.items: dict = {}
+        self.lock = threading.Lock()
+
+    def get(self, key):
+        with self.lock:
+            hit = self.items.pop(key, None)
+            if hit is not None:
+                self.items[key] = hit
+            return hit
+
+    def put(self, key, value) -> None:
+        with self.lock:
+            self.items[key] = value
+            while len(self.items) > self.size:
+                self.items.pop(next(iter(self.items)))
+
+    def clear(self) -> None:
+        with self.lock:
+            self.items.clear()
+
+
+_BUILT = _Memo(16)
+
+
+def clear_build_memo() -> None:
+    """Forget the built grammar tables of this process (benchmarks of cold builds call this)."""
+    _BUILT.clear()
+
+
 class Grammar(Constraint):
     """Text accepted by lark's LALR parser (contextual lexer) for `lark_text`."""
 
@@ -430,8 +498,6 @@ class Grammar(Constraint):
         against the grammar's hash), for large grammars whose LALR build takes seconds."""
         if not isinstance(lark_text, str):
             raise TypeError(f"`lark_text` has to be a str, but is {type(lark_text).__name__}")
-        import lark
-
         started = time.monotonic()
         size = len(lark_text.encode("utf-8", "surrogatepass"))
         if size > max_grammar_bytes:
@@ -444,39 +510,18 @@ class Grammar(Constraint):
         if layout is not None and not isinstance(layout, Layout):
             raise TypeError(f"`layout` has to be a Layout, but is {type(layout).__name__}")
         self.layout = layout
-        try:
-            options: dict = {"parser": "lalr", "lexer": "contextual", "start": start}
-            if layout is not None:
-                from ._no_lexer import NoLexer
-
-                options["lexer"] = NoLexer
-            if lark_cache:
-                options["cache"] = _lark_cache_path(lark_text, options)
-            self.lark = build_lark(lark_text, **options)
-        except lark.exceptions.LarkError as exc:
-            raise _wrap_lark_error(exc) from exc
-        except (KeyError, ValueError) as exc:
-            raise GrammarError(f"invalid lark grammar: {exc}") from exc
-        except RecursionError:
-            raise GrammarError("the grammar's rules nest too deeply for lark to build its tables") from None
+        memo_key = (lark_text, start, layout, lark_cache)
+        built = _BUILT.get(memo_key)
+        if built is None:
+            built = _build_tables(lark_text, start, layout, lark_cache, max_rules, time_budget_s, started)
+            _BUILT.put(memo_key, built)
+        (self.lark, self._terminals, self._lexer, self._parser, self._lark_accepts, self._marks,
+         self._bracket_bits, self._break_bits, self._comment_bits) = built
         if len(self.lark.rules) > max_rules:
             raise GrammarError(
                 f"the grammar has {len(self.lark.rules):,} rules, over max_rules={max_rules:,}"
             )
-        ignored = set(self.lark.lexer_conf.ignore)
-        self._terminals = list(self.lark.terminals)
-        self._lexer = _build_lexer(self._terminals, ignored, time_budget_s, started + time_budget_s)
-        index = {name: i for i, name in enumerate(self._lexer.names)}
-        self._parser, lark_accepts, access = _build_parser(self.lark, start, index)
-        self._marks: tuple[int, ...] = ()
-        self._bracket_bits = self._break_bits = self._comment_bits = 0
         self._oracle: GrammarCompiled | None = None
-        if layout is None:
-            self._lark_accepts = tuple(a | self._lexer.ignored for a in lark_accepts)
-        else:
-            self._lark_accepts, self._marks, self._bracket_bits, self._break_bits, self._comment_bits = _layout_tables(
-                layout, self._terminals, self._lexer, self._parser, access, lark_accepts
-            )
 
     @property
     def key(self) -> str:
@@ -1446,4 +1491,7 @@ def builtin(name: str) -> Grammar:
     return Grammar(builtin_text(name))
 
 
-__all__ = ["Grammar", "GrammarCompiled", "GrammarContinuation", "GrammarMatcher", "Layout", "builtin", "builtin_text", "grammar"]
+__all__ = [
+    "Grammar", "GrammarCompiled", "GrammarContinuation", "GrammarMatcher", "Layout", "builtin", "builtin_text",
+    "clear_build_memo", "grammar",
+]
