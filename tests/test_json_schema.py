@@ -1540,3 +1540,17 @@ def test_not_of_string_values_or_pattern_never_accepts_an_excluded_spelling(sche
     for value in (3, None, [1]):
         assert accepts(text, json.dumps(value)) == oracle(schema, value), value
     assert seen_ok > 50
+
+
+def test_a_pattern_that_takes_every_key_leaves_no_extra_key_terminal():
+    """patternProperties ".*" next to additionalProperties: no key is left for the latter, and an
+    empty key terminal would stop guide's lexer (lark takes one); `not` of every string likewise."""
+    from guide.testing import toy_vocab
+
+    schema = {"type": "object", "patternProperties": {".*": {"type": "integer"}}, "additionalProperties": {"type": "string"}}
+    js = json_schema(schema)
+    assert accepts(js.lark_text, '{"a":1}') and not accepts(js.lark_text, '{"a":"s"}')
+    js.compile(toy_vocab())  # builds in guide's engine (EmptyLanguageError before)
+    only_nonstrings = json_schema({"type": ["string", "integer"], "not": {"type": "string", "pattern": ""}})
+    assert accepts(only_nonstrings.lark_text, "3") and not accepts(only_nonstrings.lark_text, '"a"')
+    only_nonstrings.compile(toy_vocab())

@@ -2213,7 +2213,8 @@ class _Compiler:
         if part.rules or part.any:
             self.unsupported(ptr, "not", "`not` of string values next to these string keywords")
             return part
-        return Part(strings=["".join(heads) + s for s in part.strings], types=part.types)
+        kept = ["".join(heads) + s for s in part.strings]
+        return Part(strings=[s for s in kept if not self.matches_nothing(s)], types=part.types)
 
     # ------------------------------------------------------------------ numbers
     def number_part(self, node, ptr, integer: bool) -> Part:
@@ -2690,7 +2691,7 @@ class _Compiler:
                 key = "".join(f"(?!{rx})" for _p, rx in regexes) + _key_excluding(listed)
                 if names is not None:
                     key = f"(?={names}){key}"
-                if not vp.empty():
+                if not vp.empty() and not self.matches_nothing(key):  # e.g. a pattern ".*"
                     extras.append(f"{self.term(key)} {col} {self.value_rule(vp)}")
         elif addl is not False:
             vp = self.part(addl, _ptr(ptr, "additionalProperties"), base)
@@ -2944,6 +2945,16 @@ class _Compiler:
 
         body = st(0, True)
         return self.rule([f"{lb} {body} {rb}"]) if body else None
+
+    def matches_nothing(self, regex: str) -> bool:
+        """The regex's language is empty (lark takes such a terminal; our lexer refuses it)."""
+        from .re_compile import compile_regex
+
+        try:
+            dfa = compile_regex(regex, time_budget_s=2.0)
+        except GuideError:
+            return False  # undecided here; the engine's own build reports it
+        return dfa.initial == dfa.dead
 
     def disjoint(self, regexes: list[str]) -> bool:
         """No two of the regexes share a string; False (overlapping) when that cannot be decided."""
