@@ -3153,9 +3153,9 @@ def _lexer_collision(lk) -> str | None:
     one of them without the parser's say, so the other branch is lost for that string (e.g. an
     any-key object beside an object whose first key is "c": `{"c":1}` would be lexed for the
     first and rejected). Unions of object/array branches need their terminals disjoint."""
+    from .bytedfa import intersects
     from .cfg import _terminal_regex
     from .regex import Regex
-    from .bytedfa import intersects
 
     patterns = {t.name: t for t in lk.terminals}
     dfas: dict = {}
