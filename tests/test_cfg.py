@@ -150,6 +150,27 @@ def _complete(compiled, stack, q, *, budget: int = 5_000) -> bytes | None:
     return None
 
 
+def check_mask_exact(c, m, complete) -> set[int]:
+    """At matcher `m`: a token is in the mask iff its bytes lex and parse and the text can then
+    still be completed (`complete(stack, q)`: bytes, or None when its search gives up). Returns
+    the allowed tokens."""
+    vocab = c.vocab
+    allowed = set(m.allowed_tokens())
+    assert (next(iter(vocab.eos_ids)) in allowed) == m.is_accepting()
+    for t in range(vocab.size):
+        if t in vocab.special_ids:
+            continue
+        nxt = c.consume(m.stack, m.q, vocab.tokens[t])
+        if nxt is None:
+            assert t not in allowed, vocab.tokens[t]
+            continue
+        if complete(*nxt) is not None:
+            assert t in allowed, vocab.tokens[t]
+        elif t in allowed:  # the search gave up: the token must still lead somewhere
+            assert c.mask(*nxt).any(), vocab.tokens[t]
+    return allowed
+
+
 def _check_walk(g: Grammar, compiled, rng: random.Random, *, max_tokens: int, stop_p: float, prefer=None) -> None:
     """Random walk through the masks; the result (or its completion) must parse with lark."""
     m = compiled.matcher()
@@ -257,20 +278,7 @@ def test_masks_are_exact_on_toy_vocab(grammars, name):
     for _ in range(2):
         m = c.matcher()
         for _ in range(8):
-            allowed = set(m.allowed_tokens())
-            assert (eos in allowed) == m.is_accepting()
-            for t in range(vocab.size):
-                if t in vocab.special_ids:
-                    continue
-                nxt = c.consume(m.stack, m.q, vocab.tokens[t])
-                if nxt is None:
-                    assert t not in allowed, vocab.tokens[t]
-                    continue
-                tail = _complete(c, *nxt, budget=300)
-                if tail is not None:
-                    assert t in allowed, vocab.tokens[t]
-                elif t in allowed:  # the search gave up: the token must still lead somewhere
-                    assert c.mask(*nxt).any(), vocab.tokens[t]
+            allowed = check_mask_exact(c, m, lambda st, q: _complete(c, st, q, budget=300))
             text = [t for t in allowed if t != eos and vocab.tokens[t].isascii()]
             if not text:
                 break

@@ -292,6 +292,8 @@ PY_TOY = [
 def test_masks_are_exact_on_a_toy_vocab(python, seed):
     """Along random walks, a token is in the mask iff lexing + parsing its bytes succeeds and the
     text can then still be completed (brute force over the whole toy vocabulary)."""
+    from test_cfg import check_mask_exact
+
     from guide.testing import toy_vocab
 
     vocab = toy_vocab(PY_TOY)
@@ -300,20 +302,7 @@ def test_masks_are_exact_on_a_toy_vocab(python, seed):
     rng = random.Random(seed)
     m = c.matcher()
     for _ in range(10):
-        allowed = set(m.allowed_tokens())
-        assert (eos in allowed) == m.is_accepting()
-        for t in range(vocab.size):
-            if t in vocab.special_ids:
-                continue
-            nxt = c.consume(m.stack, m.q, vocab.tokens[t])
-            if nxt is None:
-                assert t not in allowed, vocab.tokens[t]
-                continue
-            tail = _complete(c, *nxt, budget=400)
-            if tail is not None:
-                assert t in allowed, vocab.tokens[t]
-            elif t in allowed:  # the search gave up: the token must still lead somewhere
-                assert c.mask(*nxt).any(), vocab.tokens[t]
+        allowed = check_mask_exact(c, m, lambda st, q: _complete(c, st, q, budget=400))
         text = [t for t in allowed if t != eos and vocab.tokens[t].isascii() and len(vocab.tokens[t]) > 1]
         if not text:
             break
