@@ -150,6 +150,19 @@ def _complete(compiled, stack, q, *, budget: int = 5_000) -> bytes | None:
     return None
 
 
+def assert_rejected_at(m, vocab, ids, cut: int, text: str) -> None:
+    """Every token that ends by byte `cut` of `text` is accepted; the first one past it is not."""
+    pos = 0
+    for t in ids:
+        end = pos + len(vocab.tokens[t])
+        if end > cut:
+            assert not m.advance(t), (text, vocab.tokens[t])
+            return
+        assert m.advance(t), (text, vocab.tokens[t])
+        pos = end
+    pytest.fail(f"{text!r} was accepted")
+
+
 def check_mask_exact(c, m, complete) -> set[int]:
     """At matcher `m`: a token is in the mask iff its bytes lex and parse and the text can then
     still be completed (`complete(stack, q)`: bytes, or None when its search gives up). Returns
@@ -553,18 +566,8 @@ def test_invalid_json_rejected_at_the_right_token(smollm2_tokenizer, vocab):
     c = builtin("json").compile(vocab)
     for text, bad in [('{"a": 1,}', "}"), ('{"key": [1, 2 3]}', " 3"), ('{"a": tru}', "}")]:
         ids = smollm2_tokenizer.encode(text, add_special_tokens=False)
-        m = c.matcher()
         cut = text.index(bad) + (1 if bad.startswith(" ") else 0)
-        pos = 0
-        for t in ids:
-            end = pos + len(vocab.tokens[t])
-            if end > cut:
-                assert not m.advance(t), (text, vocab.tokens[t])
-                break
-            assert m.advance(t), (text, vocab.tokens[t])
-            pos = end
-        else:
-            pytest.fail(f"{text!r} was accepted")
+        assert_rejected_at(c.matcher(), vocab, ids, cut, text)
 
 
 @pytest.mark.model

@@ -179,18 +179,10 @@ def test_invalid_python_is_rejected(python, name):
     ],
 )
 def test_invalid_python_rejected_at_the_right_token(compiled, smollm2_tokenizer, vocab, text, bad):
+    from test_cfg import assert_rejected_at
+
     ids = smollm2_tokenizer.encode(text, add_special_tokens=False)
-    cut = text.index(bad)
-    m = compiled.matcher()
-    pos = 0
-    for t in ids:
-        end = pos + len(vocab.tokens[t])
-        if end > cut:
-            assert not m.advance(t), (text, vocab.tokens[t])
-            return
-        assert m.advance(t), (text, vocab.tokens[t])
-        pos = end
-    pytest.fail(f"{text!r} was accepted")
+    assert_rejected_at(compiled.matcher(), vocab, ids, text.index(bad), text)
 
 
 @pytest.mark.model
