@@ -599,15 +599,17 @@ def test_trie_walk_equals_the_per_unit_walk(grammars, vocab, name):
         tr, _best = c.restricted(acc)
         states = {c.lexer.initial} | {int(x) for x in np.unique(tr) if x != c.lexer.dead}
         for q in sorted(states)[:12]:
-            a = c._walk(c.all_units, None, q, acc)
-            b = c._walk(c.all_units, zeros, q, acc)
-            assert np.array_equal(a.inside_ids, b.inside_ids) and np.array_equal(a.inside_ends, b.inside_ends)
-            assert a.term0 == b.term0
-            assert (a.group0 is None) == (b.group0 is None)
-            assert a.group0 is None or np.array_equal(a.group0, b.group0)
-            assert [(t, n.rows.tolist(), n.offs.tolist()) for t, n in a.cross] == [
-                (t, n.rows.tolist(), n.offs.tolist()) for t, n in b.cross
-            ]
+            b = c._walk(c.all_units, zeros, q, acc)  # unit by unit, as remainders are walked
+            brk, st = c._trie_walk(q, acc)
+            trie = c._walk_result(c.all_units, zeros, q, brk, st, c.restricted(acc)[1], acc)
+            for a in (c._walk(c.all_units, None, q, acc), trie):  # the dispatch, and the trie alone
+                assert np.array_equal(a.inside_ids, b.inside_ids) and np.array_equal(a.inside_ends, b.inside_ends)
+                assert a.term0 == b.term0
+                assert (a.group0 is None) == (b.group0 is None)
+                assert a.group0 is None or np.array_equal(a.group0, b.group0)
+                assert [(t, n.rows.tolist(), n.offs.tolist()) for t, n in a.cross] == [
+                    (t, n.rows.tolist(), n.offs.tolist()) for t, n in b.cross
+                ]
             checked += 1
     assert checked > 20
 

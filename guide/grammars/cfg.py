@@ -732,14 +732,16 @@ class GrammarCompiled(Compiled):
         if not np.array_equal(m[first_row][unit_of], m):  # a hash collision: exact (slower) dedupe
             _, first_row, unit_of = np.unique(m, axis=0, return_index=True, return_inverse=True)
             unit_of = np.asarray(unit_of).reshape(-1)
-        # units longest first (a fixed, deterministic numbering)
+        # units longest first, so that the units longer than j are a prefix (as in token_index)
         order = np.argsort(-lengths[first_row], kind="stable")
         position = np.empty_like(order)
         position[order] = np.arange(len(order))
         first_row = first_row[order]
         unit_of = position[unit_of]
         self.udata = m[first_row]
+        self.udata_t = np.ascontiguousarray(self.udata.T)
         self.ulen = lengths[first_row]
+        self.active = (self.ulen[None, :] > np.arange(m.shape[1])[:, None]).sum(axis=1)
         self.unit_of = unit_of
         # token id -> unit, padded to whole mask words; special, empty and padding ids -> the
         # extra unit len(units), which is never chosen
@@ -1081,25 +1083,45 @@ class GrammarCompiled(Compiled):
 
     def _walk(self, rows: np.ndarray, offs: np.ndarray | None, start: int, acc: int) -> _Walk:
         tr, best = self.restricted(acc)
-        if offs is None:  # the whole vocabulary: over the trie
+        dead = self.lexer.dead
+        if offs is None and (
+            self._ign_best[best[start]]
+            or 4 * int((tr[start * self.n_cls : (start + 1) * self.n_cls][self.udata_t[0]] != dead).sum()) > len(rows)
+        ):
+            # many tokens go on past their first byte (inside a free string): step the trie of
+            # units, each distinct prefix once; otherwise the few survivors are walked unit by unit
             brk, st = self._trie_walk(start, acc)
             return self._walk_result(rows, np.zeros(len(rows), dtype=np.int64), start, brk, st, best, acc)
-        dead = self.lexer.dead
         data, lengths, ncls = self.udata, self.ulen, self.n_cls
         n = len(rows)
         st = np.full(n, start, dtype=np.int64)
         brk = np.full(n, -1, dtype=np.int64)
         run = np.arange(n, dtype=np.int64)
-        base = offs
+        base = offs if offs is not None else np.zeros(n, dtype=np.int64)
         rem = lengths[rows] - base
         init = self.lexer.initial
         ign = self._ign_best
         j = 0
+        top = offs is None  # rows are all units, in order: the live ones longer than j are a prefix
+        if top and n and not ign[best[start]]:
+            # first byte: every unit starts in `start`, so one look-up table over the classes
+            nxt0 = tr[start * ncls : (start + 1) * ncls][self.udata_t[0]]
+            alive0 = nxt0 != dead
+            brk[~alive0] = 0
+            run = np.flatnonzero(alive0)
+            st[run] = nxt0[run]
+            j = 1
         while run.size:
-            run = run[rem[run] > j]
+            if top:
+                run = run[: np.searchsorted(run, self.active[j]) if j < len(self.active) else 0]
+            else:
+                run = run[rem[run] > j]
             if not run.size:
                 break
-            byte = data[rows[run], base[run] + j].astype(np.int64)
+            if top:
+                byte = self.udata_t[j][run].astype(np.int64)
+            else:
+                byte = data[rows[run], base[run] + j].astype(np.int64)
             nxt = tr[st[run] * ncls + byte]
             died = nxt == dead
             if died.any():
