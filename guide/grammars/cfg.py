@@ -1084,14 +1084,15 @@ class GrammarCompiled(Compiled):
     def _walk(self, rows: np.ndarray, offs: np.ndarray | None, start: int, acc: int) -> _Walk:
         tr, best = self.restricted(acc)
         dead = self.lexer.dead
-        if offs is None and (
-            self._ign_best[best[start]]
-            or 4 * int((tr[start * self.n_cls : (start + 1) * self.n_cls][self.udata_t[0]] != dead).sum()) > len(rows)
-        ):
-            # many tokens go on past their first byte (inside a free string): step the trie of
-            # units, each distinct prefix once; otherwise the few survivors are walked unit by unit
-            brk, st = self._trie_walk(start, acc)
-            return self._walk_result(rows, np.zeros(len(rows), dtype=np.int64), start, brk, st, best, acc)
+        nxt0 = None
+        if offs is None:
+            if not self._ign_best[best[start]]:
+                nxt0 = tr[start * self.n_cls : (start + 1) * self.n_cls][self.udata_t[0]]
+            if nxt0 is None or 4 * int((nxt0 != dead).sum()) > len(rows):
+                # many tokens go on past their first byte (inside a free string): step the trie of
+                # units, each distinct prefix once; otherwise the few survivors go unit by unit
+                brk, st = self._trie_walk(start, acc)
+                return self._walk_result(rows, np.zeros(len(rows), dtype=np.int64), start, brk, st, best, acc)
         data, lengths, ncls = self.udata, self.ulen, self.n_cls
         n = len(rows)
         st = np.full(n, start, dtype=np.int64)
@@ -1103,9 +1104,8 @@ class GrammarCompiled(Compiled):
         ign = self._ign_best
         j = 0
         top = offs is None  # rows are all units, in order: the live ones longer than j are a prefix
-        if top and n and not ign[best[start]]:
-            # first byte: every unit starts in `start`, so one look-up table over the classes
-            nxt0 = tr[start * ncls : (start + 1) * ncls][self.udata_t[0]]
+        if nxt0 is not None and n:
+            # first byte: every unit starts in `start`, one look-up over the classes (done above)
             alive0 = nxt0 != dead
             brk[~alive0] = 0
             run = np.flatnonzero(alive0)
