@@ -126,16 +126,22 @@ def _reject_near_misses(extra_args: Mapping[str, Any]) -> None:
             )
 
 
+def _decoded(kind: str, value: Any) -> Any:
+    """A spec given as JSON text, parsed (anything else as it is)."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise _Invalid(f"guide: {kind} is not valid JSON: {exc}") from None
+
+
 def _canonical(kind: str, value: Any) -> str:
     """The spec as text: the cache key of `_build_spec`, and what the size limit counts."""
     if isinstance(value, str) and len(value) > MAX_SPEC_CHARS:  # before parsing it
         raise _Invalid(f"guide: the {kind} spec has {len(value)} characters, more than the limit of {MAX_SPEC_CHARS}")
     if kind == "json_schema":
-        if isinstance(value, str):
-            try:
-                value = json.loads(value)
-            except json.JSONDecodeError as exc:
-                raise _Invalid(f"guide: json_schema is not valid JSON: {exc}") from None
+        value = _decoded(kind, value)
         if not isinstance(value, (Mapping, bool)):
             raise _Invalid(f"guide: json_schema must be an object or a boolean, not {type(value).__name__}")
         return json.dumps(value, separators=(",", ":"))  # key order kept: it is the property order
@@ -144,11 +150,7 @@ def _canonical(kind: str, value: Any) -> str:
             raise _Invalid("guide: choice must be a list of strings")
         return json.dumps(list(value))
     if kind == "tools":
-        if isinstance(value, str):
-            try:
-                value = json.loads(value)
-            except json.JSONDecodeError as exc:
-                raise _Invalid(f"guide: tools is not valid JSON: {exc}") from None
+        value = _decoded(kind, value)
         if isinstance(value, str) or not isinstance(value, Sequence):
             raise _Invalid("guide: tools must be a list of tool schemas (OpenAI style or {name, parameters})")
         return json.dumps(list(value), separators=(",", ":"))
