@@ -81,8 +81,10 @@ def schemas() -> dict[str, dict]:
 
 def _guide_compile(vocab: Any, name: str, text: str) -> A.AnchorCompiled:
     from guide.grammars.cfg import Grammar, clear_build_memo
+    from guide.grammars.re_compile import clear_regex_memo
 
-    clear_build_memo()  # cold: no table built earlier in this process either
+    clear_build_memo()  # cold: no table or terminal automaton built earlier in this process either
+    clear_regex_memo()
     return A.GuideCompiled(Grammar(text).compile(vocab, cache=False))
 
 
@@ -113,6 +115,7 @@ class Result:
     compile_s: float = float("nan")
     cached_s: float = float("nan")  # guide: Grammar(text).compile(vocab) again, through its cache
     first_mask_s: float = float("nan")
+    background_s: float = float("nan")  # guide: compile start -> its background vocabulary walks done
     check: str = ""
     cold_us: list[float] = field(default_factory=list)
     cold_runs: list[list[float]] = field(default_factory=list)
@@ -209,12 +212,20 @@ def run(quick: bool = False) -> str:
                 compiled.matcher().fill(bitmask, 0)
                 first = time.perf_counter() - start
                 r.first_mask_s = first if i == 0 else min(r.first_mask_s, first)
+                if isinstance(compiled, A.GuideCompiled):
+                    # the cold walk starts once the background walks are done (as when compile
+                    # included them), so that it measures the masks and not GIL contention
+                    compiled._c.wait_precomputed()
+                    done = compiles[-1] + time.perf_counter() - start
+                    r.background_s = done if i == 0 else min(r.background_s, done)
                 if i == 0:
                     check = A.check_walk(compiled.matcher(), tokens, width)
                     r.check, r.masks = check.message, check.masks
                     if not check.ok:
                         break
                     compiled = compile_fn(wname, text)  # the strict walk warmed the caches
+                    if isinstance(compiled, A.GuideCompiled):
+                        compiled._c.wait_precomputed()
                 run_us: list[float] = []
                 _walk(compiled, tokens, bitmask, run_us)
                 r.cold_runs.append(run_us)
@@ -273,16 +284,20 @@ def run(quick: bool = False) -> str:
         )
         verdicts.append([w, f"≤ {p50:,.0f} / ≤ {p99:,.0f} µs",
                          f"{fmt_us(pct(g.cold_us, 50))} / {fmt_us(step_median_p99(g))} µs",
-                         "yes" if ok else "**NO**", fmt_ms(g.compile_s), fmt_ms(g.cached_s),
+                         "yes" if ok else "**NO**", fmt_ms(g.compile_s), fmt_ms(g.background_s), fmt_ms(g.cached_s),
                          "yes" if ok_c else "**NO**"])
     out.append(
         "\nguide against ARCHITECTURE.md §5: cold p50, and p99 of the per-step median over the cold walks "
         "(a single walk has 26-90 steps, so its p99 is its slowest step, and a time slice lost to "
         "another process on a shared CPU, ~4 ms, lands there; the pooled p99 is in the table above); "
         "compile ≤ 0.5 s (schema_c ≤ 2 s), cached compile (the in-process compile cache; compiled "
-        "grammars are not kept on disk) ≤ 100 ms, first mask ≤ 20 ms:\n"
+        "grammars are not kept on disk) ≤ 100 ms, first mask ≤ 20 ms. guide's compile returns with the "
+        "first mask computed; its vocabulary walks for the states a text is likely to reach next go on "
+        "in a background thread (0.25 s of CPU at most; they overlap the model's forward passes), and "
+        "the cold walks above start once those are done:\n"
     )
-    out.append(_md(["workload", "target p50 / p99", "guide", "met", "compile", "cached compile", "compile, cached, first mask met"], verdicts))
+    out.append(_md(["workload", "target p50 / p99", "guide", "met", "compile", "background walks done",
+                    "cached compile", "compile, cached, first mask met"], verdicts))
     if notes:
         out.append("\n" + "\n".join(f"- {n}" for n in notes))
     text = "\n".join(out) + "\n"

@@ -629,3 +629,58 @@ def test_same_grammar_text_reuses_its_built_tables_until_cleared():
     assert c._lexer is not a._lexer and c._lexer.names == a._lexer.names
     with pytest.raises(GrammarError, match="max_rules"):
         Grammar(text, max_rules=2)  # limits still apply to a memo hit
+
+
+@pytest.mark.model
+@pytest.mark.parametrize("name", ["json", "sql"])
+def test_units_are_the_tokens_as_byte_classes(grammars, vocab, name):
+    """The units (from the vocabulary's byte trie, quotiented by the lexer's byte classes) are
+    exactly the distinct class sequences of the tokens, longest first, and their trie spells them."""
+    c = grammars[name].compile(vocab)
+    tb = c.table
+    pad = np.arange(tb.data.shape[1])[None, :] >= tb.lengths[:, None]
+    seqs = np.where(pad, c.n_cls, c.cls[tb.data])
+    assert np.array_equal(c.udata[c.unit_of], seqs)
+    assert len(np.unique(c.udata, axis=0)) == len(c.udata) == len(np.unique(seqs, axis=0))
+    assert (np.diff(c.ulen) <= 0).all()
+    assert np.array_equal(c.active, [(c.ulen > j).sum() for j in range(tb.data.shape[1])])
+    # same class -> same transitions from every lexer state; different classes differ somewhere
+    assert np.array_equal(c.lexer.trans[:, np.arange(256)], c.lexer.trans[:, c.rep[c.cls]])
+    assert len(np.unique(c.lexer.trans[:, c.rep].T, axis=0)) == c.n_cls
+    for j in range(1, len(c.trie_parent)):
+        units, nodes = c.trie_end[j]
+        assert (c.ulen[units] == j).all()
+        node, spelled = nodes, []
+        for level in range(j, 0, -1):
+            spelled.append(c.trie_cls[level][node])
+            node = c.trie_parent[level][node]
+        if len(units):
+            assert np.array_equal(np.stack(spelled[::-1], axis=1), c.udata[units, :j])
+
+
+@pytest.mark.model
+def test_background_walks_change_speed_not_masks(smollm2_tokenizer, vocab, monkeypatch):
+    """compile returns with the first mask; the walks ahead run in a thread. Masks along a
+    document are the same with them finished, racing the matcher, or never run."""
+    import guide.grammars.cfg as cfg
+
+    g = builtin("json")
+    doc = smollm2_tokenizer.encode('{"a": [1, {"b": "c\\u00e9"}], "d": null}', add_special_tokens=False)
+
+    def masks(c) -> list[bytes]:
+        m, out = c.matcher(), []
+        for t in doc:
+            out.append(m._mask().tobytes())
+            assert m.advance(t)
+        return out + [m._mask().tobytes()]
+
+    finished = g.compile(vocab, cache=False)
+    assert finished.wait_precomputed(timeout=60)
+    assert len(finished._walks) > 1  # the thread did walk ahead
+    racing = g.compile(vocab, cache=False)
+    racing_masks = masks(racing)
+    assert racing.wait_precomputed(timeout=60)
+    monkeypatch.setattr(cfg, "_PRECOMPUTE_BUDGET_S", 0.0)
+    lazy = g.compile(vocab, cache=False)
+    assert lazy._precompute_thread is None and len(lazy._walks) == 1  # only the first mask's walk
+    assert masks(finished) == racing_masks == masks(lazy)

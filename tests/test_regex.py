@@ -278,3 +278,25 @@ def test_intersects(a, b, expected):
     from guide.grammars.bytedfa import intersects
 
     assert intersects(guide.regex(a).byte_dfa(), guide.regex(b).byte_dfa()) is expected
+
+
+@pytest.mark.parametrize("pattern", [r"\x22name\x22", "abc", r"\{", r"a\.b\-c", "é中😀", r"\x7f\xe9", "(?i)abc", "a|b", "ab?"])
+def test_fixed_string_patterns_take_the_chain_automaton(pattern):
+    """A pattern that is one fixed string is built as a chain directly; it must be the same
+    language as the general construction (and patterns that are not one string, or match
+    case-insensitively, must not take that path)."""
+    from guide.grammars import re_compile
+
+    tree = re_compile.sre_parse.parse(pattern)
+    literal = re_compile._literal_bytes(tree, tree.state.flags)
+    fixed = re.fullmatch(r"(?:\\x[0-9a-f]{2}|\\[^\w]|[^\\.^$*+?{}\[\]|()])+", pattern) is not None
+    assert (literal is not None) == fixed
+    dfa = guide.regex(pattern).byte_dfa()
+    rng = random.Random(1)
+    alphabet = ["a", "b", "c", "A", "B", "C", ".", "-", "\"", "name", "{", "é", "中", "😀", "\x7f"]
+    samples = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 6))) for _ in range(2000)]
+    if literal is not None:
+        samples.append(literal.decode())
+        assert dfa.n_states == len(literal) + 1
+    for s in samples:
+        assert dfa.matches(s.encode()) == (re.fullmatch(pattern, s) is not None), (pattern, s)

@@ -77,6 +77,9 @@ MAX_STACK_DEPTH = 10_000
 COMPILE_BUDGET_S = 10.0  # building the lexer automaton (lark's own table build is bounded by size)
 _MASK_CACHE_LIMIT = 4096
 _CACHE_LIMIT = 200_000
+# CPU seconds of vocabulary walks done ahead of use, in a background thread started once the
+# first mask is ready: it overlaps the model's forward passes (torch releases the GIL) instead of
+# delaying the first token.
 _PRECOMPUTE_BUDGET_S = 0.25
 _END = "$END"
 
@@ -417,11 +420,11 @@ def _build_tables(lark_text: str, start: str, layout: Layout | None, lark_cache:
     import lark
 
     try:
-        options: dict = {"parser": "lalr", "lexer": "contextual", "start": start}
-        if layout is not None:
-            from ._no_lexer import NoLexer
+        from ._no_lexer import NoLexer
 
-            options["lexer"] = NoLexer
+        # guide lexes every grammar itself: lark's own per-state lexers (a fifth of its build
+        # time on JSON Schema grammars) are only built for Grammar.parses, on first use
+        options: dict = {"parser": "lalr", "lexer": NoLexer, "start": start}
         if lark_cache:
             options["cache"] = _lark_cache_path(lark_text, options)
         lark_obj = build_lark(lark_text, **options)
@@ -522,6 +525,7 @@ class Grammar(Constraint):
                 f"the grammar has {len(self.lark.rules):,} rules, over max_rules={max_rules:,}"
             )
         self._oracle: GrammarCompiled | None = None
+        self._lark_parser = None
 
     @property
     def key(self) -> str:
@@ -539,8 +543,10 @@ class Grammar(Constraint):
             return self._layout_parses(text)
         import lark
 
+        if self._lark_parser is None:
+            self._lark_parser = build_lark(self.lark_text, parser="lalr", lexer="contextual", start=self.start)
         try:
-            self.lark.parse(text)
+            self._lark_parser.parse(text)
         except lark.exceptions.LarkError:
             return False
         return True
@@ -701,18 +707,45 @@ class GrammarCompiled(Compiled):
         accept_mat = np.array([[(a >> t) & 1 for t in range(k)] for a in lexer.accept], dtype=bool).reshape(-1, k)
         self._accept_ranked = accept_mat[:, self._rank]
         self._after: dict[int, tuple[int, ...]] = self._accepts_after()
-        self._precompute(_PRECOMPUTE_BUDGET_S)
         first = self.mask(self.initial_stack(), lexer.initial)
         if not first.any():
             raise EmptyLanguageError("no token of the vocabulary can start a text of this grammar")
+        self._precompute_error: BaseException | None = None
+        self._precompute_thread: threading.Thread | None = None
+        if _PRECOMPUTE_BUDGET_S > 0:
+            self._precompute_thread = threading.Thread(
+                target=self._precompute_guarded, args=(_PRECOMPUTE_BUDGET_S,), name="guide-precompute", daemon=True
+            )
+            self._precompute_thread.start()
+
+    def wait_precomputed(self, timeout: float | None = None) -> bool:
+        """Wait for the background walks (benchmarks timing steady state do); False on timeout."""
+        t = self._precompute_thread
+        if t is not None:
+            t.join(timeout)
+            if t.is_alive():
+                return False
+        if self._precompute_error is not None:
+            raise self._precompute_error
+        return True
+
+    def _precompute_guarded(self, budget_s: float) -> None:
+        # An error here would recur, and be raised, where the foreground computes the same mask;
+        # it is kept for wait_precomputed rather than printed from a thread.
+        try:
+            self._precompute(budget_s)
+        except BaseException as exc:  # noqa: BLE001
+            self._precompute_error = exc
 
     def _build_units(self) -> None:
         """Tokens as sequences of byte classes (bytes the lexer cannot tell apart), deduplicated:
-        every walk runs over these units, far fewer than tokens for most grammars."""
+        every walk runs over these units, far fewer than tokens for most grammars. The trie of
+        units is the vocabulary's byte trie with bytes replaced by their classes."""
         trans = self.lexer.trans
-        _, first, cls = np.unique(trans.T, axis=0, return_index=True, return_inverse=True)
+        _, cls = unique_rows(np.ascontiguousarray(trans.T))
+        _, first, cls = np.unique(cls, return_index=True, return_inverse=True)
         cls = np.asarray(cls).reshape(-1)
-        self.n_cls = int(cls.max()) + 1
+        self.n_cls = n_cls = int(cls.max()) + 1
         # classes numbered in order of their first byte, so class c is represented by byte rep[c]
         order = np.argsort(first)
         renum = np.empty_like(order)
@@ -720,55 +753,53 @@ class GrammarCompiled(Compiled):
         self.cls = renum[cls].astype(np.int64)
         self.rep = np.sort(first)
         table = self.table
-        lengths = np.array([len(self.vocab.tokens[i]) for i in table.ids.tolist()], dtype=np.int64)
-        pad = np.arange(table.data.shape[1])[None, :] >= lengths[:, None]
-        m = np.where(pad, self.n_cls, self.cls[table.data]).astype(np.uint16)
-        h = np.zeros(len(m), dtype=np.uint64)
-        mult = np.uint64(1_000_003)
-        for j in range(m.shape[1]):
-            h = h * mult + m[:, j].astype(np.uint64)
-        _, first_row, unit_of = np.unique(h, return_index=True, return_inverse=True)
-        unit_of = np.asarray(unit_of).reshape(-1)
-        if not np.array_equal(m[first_row][unit_of], m):  # a hash collision: exact (slower) dedupe
-            _, first_row, unit_of = np.unique(m, axis=0, return_index=True, return_inverse=True)
-            unit_of = np.asarray(unit_of).reshape(-1)
-        # units longest first, so that the units longer than j are a prefix (as in token_index)
-        order = np.argsort(-lengths[first_row], kind="stable")
-        position = np.empty_like(order)
-        position[order] = np.arange(len(order))
-        first_row = first_row[order]
-        unit_of = position[unit_of]
-        self.udata = m[first_row]
-        self.udata_t = np.ascontiguousarray(self.udata.T)
-        self.ulen = lengths[first_row]
-        self.active = (self.ulen[None, :] > np.arange(m.shape[1])[:, None]).sum(axis=1)
+        bt = table.trie
+        depth = table.data.shape[1]
+        # the class trie, level by level; maps[j]: byte-trie node at level j -> class-trie node
+        self.trie_parent: list[np.ndarray] = [np.zeros(0, dtype=np.int64)]
+        self.trie_cls: list[np.ndarray] = [np.zeros(0, dtype=np.int64)]
+        maps = [np.zeros(1, dtype=np.int64)]
+        for j in range(1, depth + 1):
+            key = maps[-1][bt.parent[j]] * (n_cls + 1) + self.cls[bt.byte[j]]
+            uniq, inv = np.unique(key, return_inverse=True)
+            maps.append(inv.reshape(-1))
+            self.trie_parent.append(uniq // (n_cls + 1))
+            self.trie_cls.append(uniq % (n_cls + 1))
+        # units: the distinct class-trie nodes where tokens end, longest first (so that the units
+        # longer than j are a prefix, as in token_index)
+        lengths = table.lengths
+        unit_of = np.empty(len(lengths), dtype=np.int64)
+        self.trie_end: list[tuple[np.ndarray, np.ndarray]] = [(np.zeros(0, dtype=np.int64),) * 2] * (depth + 1)
+        ulen_parts, base = [], 0
+        bounds = np.searchsorted(-lengths, -np.arange(depth + 1), side="right")  # rows of length >= j: [:bounds[j]]
+        for j in range(depth, 0, -1):
+            lo, hi = int(bounds[j + 1]) if j < depth else 0, int(bounds[j])
+            if lo == hi:
+                continue
+            nodes, inv = np.unique(maps[j][bt.end[lo:hi]], return_inverse=True)
+            unit_of[lo:hi] = base + inv.reshape(-1)
+            self.trie_end[j] = (base + np.arange(len(nodes), dtype=np.int64), nodes)
+            ulen_parts.append(np.full(len(nodes), j, dtype=np.int64))
+            base += len(nodes)
+        self.ulen = np.concatenate(ulen_parts) if ulen_parts else np.zeros(0, dtype=np.int64)
+        n_units = base
+        # each unit's class sequence, read back up the trie (padded with n_cls)
+        udata_t = np.full((depth, n_units), n_cls, dtype=np.uint16)
+        cur = np.zeros(0, dtype=np.int64)
+        for j in range(depth, 0, -1):
+            units, nodes = self.trie_end[j]
+            cur = np.concatenate([cur, nodes])  # units of length >= j, in unit order
+            udata_t[j - 1, : len(cur)] = self.trie_cls[j][cur]
+            cur = self.trie_parent[j][cur]
+        self.udata_t = udata_t
+        self.udata = np.ascontiguousarray(udata_t.T)
+        self.active = np.searchsorted(-self.ulen, -np.arange(depth), side="left")  # units longer than j
         self.unit_of = unit_of
         # token id -> unit, padded to whole mask words; special, empty and padding ids -> the
         # extra unit len(units), which is never chosen
-        self.unit_of_id = np.full(32 * self.width, len(first_row), dtype=np.int64)
+        self.unit_of_id = np.full(32 * self.width, n_units, dtype=np.int64)
         self.unit_of_id[table.ids] = unit_of
-        self.all_units = np.arange(len(first_row), dtype=np.int64)
-        self._build_trie()
-
-    def _build_trie(self) -> None:
-        """The units as a trie of byte classes, level by level: a walk of the whole vocabulary
-        steps each distinct prefix once (about a third of the unit bytes on JSON grammars)."""
-        udata, ulen = self.udata, self.ulen
-        node = np.zeros(len(ulen), dtype=np.int64)  # each unit's node at the current depth
-        self.trie_parent: list[np.ndarray] = [np.zeros(0, dtype=np.int64)]
-        self.trie_cls: list[np.ndarray] = [np.zeros(0, dtype=np.int64)]
-        self.trie_end: list[tuple[np.ndarray, np.ndarray]] = [(np.zeros(0, dtype=np.int64),) * 2]
-        for j in range(udata.shape[1]):
-            live = np.flatnonzero(ulen > j)
-            if not live.size:
-                break
-            key = node[live] * (self.n_cls + 1) + udata[live, j]
-            uniq, inv = np.unique(key, return_inverse=True)
-            node[live] = inv.reshape(-1)
-            self.trie_parent.append(uniq // (self.n_cls + 1))
-            self.trie_cls.append(uniq % (self.n_cls + 1))
-            ends = live[ulen[live] == j + 1]
-            self.trie_end.append((ends, node[ends]))
+        self.all_units = np.arange(n_units, dtype=np.int64)
 
     def _accepts_after(self) -> dict[int, tuple[int, ...]]:
         """terminal -> the accept sets of the states a shift of it can lead to."""
@@ -807,11 +838,10 @@ class GrammarCompiled(Compiled):
 
     def _precompute(self, budget_s: float) -> None:
         """Walk the vocabulary for every (accept set, lexer state) pair the grammar can reach, and
-        the token remainders after each lexeme boundary, until `budget_s` runs out (the rest is
-        computed lazily on first use)."""
-        import time
-
-        deadline = time.perf_counter() + budget_s
+        the token remainders after each lexeme boundary, until `budget_s` CPU seconds of this
+        thread run out (the rest is computed lazily on first use). Between walks the GIL is let go,
+        so that a mask the foreground needs now waits for one walk at most."""
+        deadline = time.thread_time() + budget_s
         lx = self.lexer
         todo_nodes: list[tuple[_Node, int]] = []
         # Breadth-first over (accept set, lexer state), lexeme starts of every accept set first.
@@ -827,8 +857,9 @@ class GrammarCompiled(Compiled):
                 if r != lx.dead and (acc, r) not in seen:
                     seen.add((acc, r))
                     queue.append((acc, r))
-            if time.perf_counter() > deadline:
+            if time.thread_time() > deadline:
                 return
+            time.sleep(0)
         while todo_nodes:
             node, acc = todo_nodes.pop()
             key = (id(node), acc)
@@ -837,8 +868,9 @@ class GrammarCompiled(Compiled):
             w = self._node_walk(node, acc)
             for term, child in w.cross:
                 todo_nodes.extend((child, a) for a in self._after[term])
-            if time.perf_counter() > deadline:
+            if time.thread_time() > deadline:
                 return
+            time.sleep(0)
 
     # -- parser ---------------------------------------------------------------------------------
     #

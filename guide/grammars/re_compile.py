@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import re
 import sys
+import threading
 import time
 from re import _constants as C  # type: ignore[attr-defined]  # Python >= 3.11
 from re import _parser as sre_parse  # type: ignore[attr-defined]
@@ -21,7 +22,7 @@ from re import _parser as sre_parse  # type: ignore[attr-defined]
 import numpy as np
 
 from ..errors import GrammarError, UnsupportedFeatureError
-from .bytedfa import MAX_UNICODE, ByteDFA, complement, determinise, intersect, utf8_sequences
+from .bytedfa import _SURROGATES, MAX_UNICODE, ByteDFA, complement, determinise, intersect, utf8_sequences
 
 Ranges = tuple[tuple[int, int], ...]
 
@@ -335,6 +336,51 @@ def _check_tree(pattern: str, tree) -> None:
                 _check_tree(pattern, alt)
 
 
+class _DFAMemo:
+    """Automata already built in this process, by pattern: generated grammars (JSON Schema) share
+    most terminals (strings, numbers, punctuation), so a server compiling one schema after another
+    determinises each of those once. Bounded by bytes; failures are never kept."""
+
+    def __init__(self, max_bytes: int, max_entry_bytes: int) -> None:
+        self.data: dict[tuple, ByteDFA] = {}
+        self.bytes = 0
+        self.max_bytes = max_bytes
+        self.max_entry_bytes = max_entry_bytes
+        self.lock = threading.Lock()
+
+    def get(self, key: tuple) -> ByteDFA | None:
+        with self.lock:
+            hit = self.data.pop(key, None)
+            if hit is not None:
+                self.data[key] = hit  # most recently used last
+            return hit
+
+    def put(self, key: tuple, dfa: ByteDFA) -> None:
+        size = dfa.transitions.nbytes
+        if size > self.max_entry_bytes:
+            return
+        with self.lock:
+            if key in self.data:
+                return
+            while self.data and self.bytes + size > self.max_bytes:
+                self.bytes -= self.data.pop(next(iter(self.data))).transitions.nbytes
+            self.data[key] = dfa
+            self.bytes += size
+
+    def clear(self) -> None:
+        with self.lock:
+            self.data.clear()
+            self.bytes = 0
+
+
+_MEMO = _DFAMemo(max_bytes=64 << 20, max_entry_bytes=4 << 20)
+
+
+def clear_regex_memo() -> None:
+    """Forget the automata built so far (benchmarks timing cold compiles call this)."""
+    _MEMO.clear()
+
+
 def compile_regex(
     pattern: str,
     *,
@@ -347,10 +393,23 @@ def compile_regex(
     A leading `^`/`\\A` and a trailing `$`/`\\Z` are redundant under full-match and dropped before
     parsing. Lookaheads at the start of a top-level alternative (``(?=A)R|S``, ``(?!A)R``) are
     intersections (with a complement for the negative ones); any other anchor, lookaround or backreference is an `UnsupportedFeatureError`.
+    The result is shared: never modify its arrays.
     """
+    key = (pattern, max_nfa_states, max_dfa_states)
+    dfa = _MEMO.get(key)
+    if dfa is None:
+        dfa = _compile_regex(pattern, max_nfa_states, max_dfa_states, time_budget_s)
+        _MEMO.put(key, dfa)
+    return dfa
+
+
+def _compile_regex(pattern: str, max_nfa_states: int, max_dfa_states: int, time_budget_s: float) -> ByteDFA:
     budget = _Budget(pattern, max_nfa_states=max_nfa_states, max_dfa_states=max_dfa_states, time_budget_s=time_budget_s)
     tree = sre_parse.parse(strip_anchors(pattern))
     flags = tree.state.flags
+    literal = _literal_bytes(tree, flags)
+    if literal is not None and len(literal) < budget.max_dfa_states:
+        return literal_dfa(literal)
     alts = [_leading_lookaheads(alt) for alt in _top_alternatives(tree)]
     if not any(heads for heads, _rest in alts):
         return _dfa(budget, tree, flags)
@@ -377,6 +436,29 @@ def compile_regex(
         nfa.eps[start].append(base + dfa.initial)
         finals.update(base + int(q) for q in np.flatnonzero(dfa.accepting))
     return determinise(edges, start, finals, eps=nfa.eps, max_states=budget.max_dfa_states, check_time=budget.check_time)
+
+
+def _literal_bytes(tree, flags: int) -> bytes | None:
+    """The UTF-8 bytes of a pattern that is one fixed string (most terminals of a JSON Schema
+    grammar: keys, punctuation, enum values), else None."""
+    if flags & re.IGNORECASE:
+        return None
+    chars = []
+    for op, arg in tree:
+        if op is not C.LITERAL or _SURROGATES[0] <= arg <= _SURROGATES[1]:
+            return None
+        chars.append(chr(arg))
+    return "".join(chars).encode("utf-8") if chars else None
+
+
+def literal_dfa(data: bytes) -> ByteDFA:
+    """The chain automaton of one byte string (already trimmed and minimal)."""
+    n = len(data)
+    transitions = np.full((n + 2, 256), n + 1, dtype=np.int32)
+    transitions[np.arange(n), np.frombuffer(data, dtype=np.uint8)] = np.arange(1, n + 1, dtype=np.int32)
+    accepting = np.zeros(n + 1, dtype=bool)
+    accepting[n] = True
+    return ByteDFA(transitions=transitions, accepting=accepting, initial=0)
 
 
 def _product(budget: _Budget, heads: list, rest: list, flags: int) -> ByteDFA:

@@ -29,6 +29,32 @@ class TokenTable:
     lengths: np.ndarray  # int64 [n]
     by_first: np.ndarray  # int64 [n]: token rows ordered by first byte
     first_offsets: np.ndarray  # int64 [257]: by_first[first_offsets[b]:first_offsets[b+1]] start with b
+    trie: ByteTrie
+
+
+@dataclass(frozen=True, eq=False)
+class ByteTrie:
+    """The tokens as a trie of bytes, level by level (level 0 is the root alone): built once per
+    vocabulary, so that a grammar's trie of byte classes is a quotient of it (one `np.unique` per
+    level over trie nodes) instead of a pass over every byte of every token."""
+
+    parent: list[np.ndarray]  # level j >= 1: node -> its parent at level j - 1
+    byte: list[np.ndarray]  # level j >= 1: node -> the byte that leads to it
+    end: np.ndarray  # table row -> its node at level lengths[row]
+
+
+def _byte_trie(data: np.ndarray, lengths: np.ndarray) -> ByteTrie:
+    node = np.zeros(len(lengths), dtype=np.int64)
+    parent: list[np.ndarray] = [np.zeros(0, dtype=np.int64)]
+    byte: list[np.ndarray] = [np.zeros(0, dtype=np.int64)]
+    for j in range(data.shape[1]):
+        live = int(np.count_nonzero(lengths > j))  # rows are longest first: the live ones lead
+        key = node[:live] * 256 + data[:live, j]
+        uniq, inv = np.unique(key, return_inverse=True)
+        node[:live] = inv.reshape(-1)
+        parent.append(uniq >> 8)
+        byte.append(uniq & 255)
+    return ByteTrie(parent=parent, byte=byte, end=node)
 
 
 _tables: dict[str, TokenTable] = {}
@@ -57,7 +83,8 @@ def token_table(vocab: Vocabulary) -> TokenTable:
         by_first = np.argsort(first, kind="stable")
         first_offsets = np.searchsorted(first[by_first], np.arange(257)).astype(np.int64)
         table = TokenTable(
-            ids=ids_arr, data=data, lengths=lengths, by_first=by_first, first_offsets=first_offsets
+            ids=ids_arr, data=data, lengths=lengths, by_first=by_first, first_offsets=first_offsets,
+            trie=_byte_trie(data, lengths),
         )
         if len(_tables) >= 8:
             _tables.pop(next(iter(_tables)))
