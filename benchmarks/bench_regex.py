@@ -450,7 +450,12 @@ class _Counter:
         pass
 
 
-def bench_generate(quick: bool, out: list[str]) -> dict[str, Any]:
+def bench_generate(
+    quick: bool, out: list[str], *, spec: Any = None, label: str = "guide.regex", prompt: str = PROMPT,
+    max_new_tokens: int = 64,
+) -> dict[str, Any]:
+    """End-to-end `guide.generate` with `spec` (default: the datetime regex) against unconstrained
+    generation of the same length; bench_cfg runs it with the JSON Schema workloads."""
     import torch
     import transformers
 
@@ -458,8 +463,9 @@ def bench_generate(quick: bool, out: list[str]) -> dict[str, Any]:
     from guide.models import load_default_model
 
     transformers.utils.logging.disable_progress_bar()
-    work = load_workload()
-    spec = guide.regex(work["pattern"])
+    if spec is None:
+        spec = guide.regex(load_workload()["pattern"])
+    PROMPT, cap = prompt, max_new_tokens  # noqa: N806 - the same names as the module's default
     start = time.perf_counter()
     model, tok = load_default_model()
     load_s = time.perf_counter() - start
@@ -477,12 +483,12 @@ def bench_generate(quick: bool, out: list[str]) -> dict[str, Any]:
         return time.perf_counter() - t0, len(counter.tokens), text
 
     # Warm up both paths (vocabulary, compile cache, kernels, allocator).
-    _, n_con, text_con = run(spec, 64, False)
-    run(spec, 64, False)
+    _, n_con, text_con = run(spec, cap, False)
+    run(spec, cap, False)
     run(None, n_con, True)
     con, unc = [], []
     for _ in range(repeats):
-        t, n, _ = run(spec, 64, False)
+        t, n, _ = run(spec, cap, False)
         if n != n_con:
             raise RuntimeError(f"greedy constrained run produced {n} tokens, then {n_con}")
         con.append(t)
@@ -520,7 +526,7 @@ def bench_generate(quick: bool, out: list[str]) -> dict[str, Any]:
             model.generate(
                 **inputs,
                 logits_processor=[timed_proc],
-                max_new_tokens=64,
+                max_new_tokens=cap,
                 do_sample=False,
                 eos_token_id=eos,
                 pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else eos[0],
@@ -545,7 +551,7 @@ def bench_generate(quick: bool, out: list[str]) -> dict[str, Any]:
             "-",
         ],
         [
-            "guide.regex (stops at EOS)",
+            f"{label} (stops at EOS)",
             str(n_con),
             fmt_s(c_med),
             f"{c_med / n_con * 1e3:.2f}",

@@ -48,6 +48,7 @@ differently; regex classes ``\d``, ``\w``, ``\s`` are ASCII-only here (lark's ar
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 from collections import deque
@@ -107,10 +108,14 @@ def build_lark(text: str, **options):
     with _LARK_BUILD_LOCK:
         saved = lark.lexer.has_interegular
         lark.lexer.has_interegular = False
+        collecting = gc.isenabled()
+        gc.disable()  # lark allocates many small acyclic objects: cyclic collections only cost (~15% of the build)
         try:
             return lark.Lark(text, **options)
         finally:
             lark.lexer.has_interegular = saved
+            if collecting:
+                gc.enable()
 
 
 def _lark_cache_path(text: str, options: dict) -> str:
@@ -674,6 +679,13 @@ class _SuffixCache:
         self.data[(key, stack[len(stack) - need :])] = value
 
 
+def _bit_matrix(bitsets: tuple[int, ...], k: int) -> np.ndarray:
+    """bool [len(bitsets), k]: bit t of each int."""
+    width = (k + 7) // 8
+    raw = np.frombuffer(b"".join(b.to_bytes(width, "little") for b in bitsets), dtype=np.uint8)
+    return np.unpackbits(raw.reshape(len(bitsets), width), axis=1, bitorder="little")[:, :k].astype(bool)
+
+
 class GrammarCompiled(Compiled):
     def __init__(
         self,
@@ -702,7 +714,7 @@ class GrammarCompiled(Compiled):
         self.zero = np.zeros(self.width, dtype=np.int32)
         self.table = token_table(vocab)
         self._build_units()
-        self.trans_rows: list[list[int]] = lexer.trans.tolist()
+        self._trans_rows: list[list[int]] | None = None
         self._feed = _SuffixCache(_CACHE_LIMIT)
         self._end = _SuffixCache(_CACHE_LIMIT)
         self._ctx = _SuffixCache(_CACHE_LIMIT)
@@ -717,9 +729,9 @@ class GrammarCompiled(Compiled):
         self._node_ids: dict[tuple[bytes, bytes], _Node] = {}
         self._ign_best = self._ignored_of_best()
         k = len(lexer.names)
-        self._alive_mat = np.array([[(a >> t) & 1 for t in range(k)] for a in lexer.alive], dtype=bool).reshape(-1, k)
+        self._alive_mat = _bit_matrix(lexer.alive, k)
         self._rank = np.array(lexer.rank, dtype=np.int64)
-        accept_mat = np.array([[(a >> t) & 1 for t in range(k)] for a in lexer.accept], dtype=bool).reshape(-1, k)
+        accept_mat = _bit_matrix(lexer.accept, k)
         self._accept_ranked = accept_mat[:, self._rank]
         self._after: dict[int, tuple[int, ...]] = self._accepts_after()
         first = self.mask(self.initial_stack(), lexer.initial)
@@ -732,6 +744,15 @@ class GrammarCompiled(Compiled):
                 target=self._precompute_guarded, args=(_PRECOMPUTE_BUDGET_S,), name="guide-precompute", daemon=True
             )
             self._precompute_thread.start()
+
+    @property
+    def trans_rows(self) -> list[list[int]]:
+        """The lexer's transitions as lists (byte-by-byte lexing in `consume`); built off the first
+        mask's path, by the background thread or the first advance."""
+        rows = self._trans_rows
+        if rows is None:
+            rows = self._trans_rows = self.lexer.trans.tolist()
+        return rows
 
     def wait_precomputed(self, timeout: float | None = None) -> bool:
         """Wait for the background walks (benchmarks timing steady state do); False on timeout."""
@@ -748,6 +769,7 @@ class GrammarCompiled(Compiled):
         # An error here would recur, and be raised, where the foreground computes the same mask;
         # it is kept for wait_precomputed rather than printed from a thread.
         try:
+            self.trans_rows  # noqa: B018 - built here rather than on the first advance
             self._precompute(budget_s)
         except BaseException as exc:  # noqa: BLE001
             self._precompute_error = exc
