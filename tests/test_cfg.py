@@ -629,3 +629,74 @@ def test_same_grammar_text_reuses_its_built_tables_until_cleared():
     assert c._lexer is not a._lexer and c._lexer.names == a._lexer.names
     with pytest.raises(GrammarError, match="max_rules"):
         Grammar(text, max_rules=2)  # limits still apply to a memo hit
+
+
+def _reference_lexer(terminals):
+    """The product lexer built state by state (the plain breadth-first construction)."""
+    from guide.grammars.cfg import _terminal_regex
+    from guide.grammars.regex import Regex
+
+    dfas = [Regex(_terminal_regex(t)).byte_dfa() for t in terminals]
+    start = tuple(d.initial for d in dfas)
+    deads = tuple(d.dead for d in dfas)
+    order, ids, trans = [start], {}, []
+    for cur in order:
+        row = []
+        for b in range(256):
+            nxt = tuple(int(d.transitions[q, b]) for d, q in zip(dfas, cur))
+            if nxt == deads:
+                row.append(None)
+                continue
+            if nxt not in ids:
+                ids[nxt] = len(order)
+                order.append(nxt)
+            row.append(ids[nxt])
+        trans.append(row)
+    alive = [sum(1 << t for t, q in enumerate(st) if q != deads[t]) for st in order]
+    accept = [sum(1 << t for t, q in enumerate(st) if q != deads[t] and dfas[t].accepting[q]) for st in order]
+    return trans, alive, accept
+
+
+@pytest.mark.parametrize("cells", [256, 1 << 21])
+@pytest.mark.parametrize("which", ["json", "schema"])
+def test_chunked_lexer_build_equals_the_state_by_state_product(monkeypatch, cells, which):
+    """_build_lexer walks the frontier in chunks (one fancy-index per terminal per chunk); the
+    automaton it builds must be the plain product, state for state (up to numbering)."""
+    import time
+
+    import guide.grammars.cfg as cfg
+    from guide.grammars.json_schema import schema_to_lark
+
+    if which == "json":
+        text = builtin_text("json")
+    else:
+        text = schema_to_lark({
+            "type": "object",
+            "properties": {"a": {"type": "string", "maxLength": 7}, "bb": {"type": "string", "minLength": 2},
+                           "c": {"type": "string", "pattern": "^[a-c]+x$"}},
+            "additionalProperties": {"type": "integer"},
+        }).lark_text
+    lk = cfg.build_lark(text, parser="lalr", lexer="contextual")
+    terms = list(lk.terminals)
+    monkeypatch.setattr(cfg, "_LEXER_CHUNK_CELLS", cells)
+    lx = cfg._build_lexer(terms, set(lk.lexer_conf.ignore), 100.0, time.monotonic() + 100.0)
+    trans, alive, accept = _reference_lexer(terms)
+    assert lx.trans.shape == (len(trans) + 1, 256)
+    assert (lx.trans[lx.dead] == lx.dead).all() and lx.alive[lx.dead] == 0 and lx.accept[lx.dead] == 0
+    mapping = {0: lx.initial}
+    todo = [0]
+    while todo:
+        s = todo.pop()
+        q = mapping[s]
+        assert (alive[s], accept[s]) == (lx.alive[q], lx.accept[q])
+        for b in range(256):
+            r = trans[s][b]
+            got = int(lx.trans[q, b])
+            if r is None:
+                assert got == lx.dead
+            elif r in mapping:
+                assert mapping[r] == got
+            else:
+                mapping[r] = got
+                todo.append(r)
+    assert sorted(mapping.values()) == list(range(len(trans)))

@@ -69,6 +69,7 @@ if TYPE_CHECKING:
     from ..vocab import Vocabulary
 
 _MAX_LEXER_STATES = 20_000
+_LEXER_CHUNK_CELLS = 1 << 21  # (state, byte, terminal) cells per frontier chunk of the lexer build (16 MiB)
 # Bounds on the work one grammar can cause (docs/reliability.md): lark's LALR table build grows
 # with the grammar, and the cost of one mask grows at worst with the parser stack.
 MAX_GRAMMAR_BYTES = 4_000_000
@@ -194,54 +195,68 @@ def _build_lexer(terminals: list, ignored: set[str], time_budget_s: float, deadl
         dfas.append(dfa)
     k = len(dfas)
     deads = np.array([d.dead for d in dfas], dtype=np.int64)
+    tables = [d.transitions for d in dfas]
     accepting = [np.append(d.accepting, False) for d in dfas]
-    start = tuple(d.initial for d in dfas)
+    # Breadth-first over product states, a chunk of the frontier at a time: the successors of
+    # every (state, byte) of the chunk come from one fancy-index per terminal, and the distinct
+    # successor tuples are found by hashing rows (unique_rows) rather than state by state.
     # The start state is never the target of a transition, even when every terminal DFA comes
-    # back to its own start (it stands for "no byte of the lexeme yet").
-    ids: dict[tuple[int, ...], int] = {}
-    order = [start]
+    # back to its own start (it stands for "no byte of the lexeme yet"): it is not in `ids`.
+    ids: dict[bytes, int] = {}
+    buf = np.empty((64, k), dtype=np.int64)
+    buf[0] = [d.initial for d in dfas]
+    n = 1
     rows: list[np.ndarray] = []
+    per_chunk = max(1, _LEXER_CHUNK_CELLS // (256 * max(k, 1)))
     i = 0
-    while i < len(order):
+    while i < n:
         if time.monotonic() > deadline:
             raise GrammarError(
                 f"building the lexer automaton of {k} terminals exceeded the {time_budget_s:g} s "
-                f"budget ({len(order)} states so far); simplify the terminals"
+                f"budget ({n} states so far); simplify the terminals"
             )
-        cur = order[i]
-        nxt = np.stack([dfas[t].transitions[cur[t]] for t in range(k)], axis=1)  # [256, k]
-        uniq, inverse = unique_rows(nxt)
-        targets = []
-        for row in uniq:
-            if (row == deads).all():
-                targets.append(-1)
+        cur = buf[i : min(n, i + per_chunk)]
+        m = cur.shape[0]
+        nxt = np.empty((m, 256, k), dtype=np.int64)
+        for t in range(k):
+            nxt[:, :, t] = tables[t][cur[:, t]]
+        flat = nxt.reshape(m * 256, k)
+        uniq, inverse = unique_rows(flat)
+        _, first = np.unique(inverse, return_index=True)  # first (state, byte) reaching each row
+        targets = np.full(len(uniq), -1, dtype=np.int64)
+        live = ~(uniq == deads).all(axis=1)
+        for u in np.argsort(first, kind="stable").tolist():
+            if not live[u]:
                 continue
-            key = tuple(row.tolist())
+            row = uniq[u]
+            key = row.tobytes()
             sid = ids.get(key)
             if sid is None:
-                sid = ids[key] = len(order)
-                order.append(key)
-                if len(order) > _MAX_LEXER_STATES:
+                sid = ids[key] = n
+                if n >= buf.shape[0]:
+                    buf = np.concatenate([buf, np.empty_like(buf)])
+                buf[n] = row
+                n += 1
+                if n > _MAX_LEXER_STATES:
                     raise GrammarError(f"the lexer automaton exceeds {_MAX_LEXER_STATES} states; simplify the terminals")
-            targets.append(sid)
-        rows.append(np.asarray(targets, dtype=np.int64)[np.asarray(inverse).reshape(-1)])
-        i += 1
-    n = len(order)
+            targets[u] = sid
+        rows.append(targets[inverse].reshape(m, 256))
+        i += m
     trans = np.full((n + 1, 256), n, dtype=np.int32)
-    table = np.stack(rows)
+    table = np.concatenate(rows)
     trans[:n] = np.where(table < 0, n, table)
-    alive, accept = [], []
-    for st in order:
-        a = c = 0
-        for t in range(k):
-            if st[t] != deads[t]:
-                a |= 1 << t
-                if accepting[t][st[t]]:
-                    c |= 1 << t
-        alive.append(a)
-        accept.append(c)
-    alive.append(0)
-    accept.append(0)
+    states = buf[:n]
+    alive_m = states != deads
+    accept_m = np.zeros_like(alive_m)
+    for t in range(k):
+        accept_m[:, t] = accepting[t][states[:, t]]
+
+    def bitsets(m: np.ndarray) -> list[int]:
+        packed = np.packbits(m, axis=1, bitorder="little")
+        return [int.from_bytes(r.tobytes(), "little") for r in packed]
+
+    alive = bitsets(alive_m) + [0]
+    accept = bitsets(accept_m) + [0]
 
     def rank_key(t: int):
         term = terminals[t]
