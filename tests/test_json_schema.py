@@ -1554,3 +1554,42 @@ def test_a_pattern_that_takes_every_key_leaves_no_extra_key_terminal():
     only_nonstrings = json_schema({"type": ["string", "integer"], "not": {"type": "string", "pattern": ""}})
     assert accepts(only_nonstrings.lark_text, "3") and not accepts(only_nonstrings.lark_text, '"a"')
     only_nonstrings.compile(toy_vocab())
+
+
+def test_additional_keys_may_be_spelled_with_escapes_but_never_a_listed_one():
+    """The terminal for keys other than the listed ones decides on the decoded key: a key spelled
+    with escapes is additional exactly when it decodes to no listed name (it used to be cut at
+    an escape, which also doubled the product lexer against each counted string)."""
+    schema = {
+        "type": "object",
+        "properties": {"name": {"type": "string"}, "nb": {"type": "string"}, "a/\"b": {"type": "string"}},
+        "additionalProperties": {"type": "integer"},
+    }
+    g = schema_to_lark(schema).lark_text
+    ok = ['{"\\u0078":1}', '{"\\u006e":1}', '{"n\\u0061m":1}', '{"\\u006eamex":1}', '{"\\n":1}',
+          '{"\\ud83d\\ude00":1}', '{"\\u006E\\u0063":1}', '{"a\\/":1}', '{"a\\/\\"":1}', '{"\\\\":1}',
+          '{"name":"v","\\u0078":1}']
+    bad = ['{"\\u006eame":1}', '{"na\\u006De":1}', '{"\\u006E\\u0062":1}', '{"n\\u0062":1}',
+           '{"a\\/\\"b":1}', '{"a\\u002f\\u0022b":1}', '{"name":"v","n\\u0061me":1}']
+    for text in ok:
+        assert oracle(schema, json.loads(text)), text
+        assert accepts(g, text) and engine_accepts(g, text), text
+    for text in bad:
+        assert not oracle(schema, json.loads(text)), text
+        assert not accepts(g, text) and not engine_accepts(g, text), text
+
+
+def test_excluded_keys_do_not_multiply_a_counted_string_in_the_lexer():
+    """A maxLength string next to additionalProperties: the product lexer stays about the size of
+    the counted string's own automaton (it was twice that and more with each excluded-keys
+    terminal that died on an escape)."""
+    from guide.grammars.cfg import Grammar
+
+    schema = {
+        "type": "object",
+        "properties": {"ref": {"type": "string", "maxLength": 60},
+                       "owner": {"type": "object", "properties": {"login": {"type": "string"}}},
+                       "repo": {"type": "object", "properties": {"name": {"type": "string"}}}},
+    }
+    g = Grammar(schema_to_lark(schema).lark_text)
+    assert g._lexer.trans.shape[0] < 1.3 * 20 * 60, g._lexer.trans.shape

@@ -3046,13 +3046,79 @@ def _unit(ch: str) -> str:
     return _lit(json.dumps(ch, ensure_ascii=False)[1:-1])
 
 
+def _hex4(cp: int) -> str:
+    """The four hex digits of a \\u escape of `cp`, either case."""
+    return "".join(f"[{d}{d.upper()}]" if d.isalpha() else d for d in f"{cp:04x}")
+
+
+def _hex_excluding(values: set[str], n: int) -> str | None:
+    """Regex for n hex digits (either case) spelling a number whose lowercase digits are not in
+    `values` (strings of n digits); None when every number is excluded."""
+    if not values:
+        return HEX if n == 1 else f"{HEX}{{{n}}}"
+    firsts = sorted({v[0] for v in values})
+    alts = []
+    if n > 1:
+        for d in firsts:
+            sub = _hex_excluding({v[1:] for v in values if v[0] == d}, n - 1)
+            if sub is not None:
+                alts.append((f"[{d}{d.upper()}]" if d.isalpha() else d) + sub)
+    rest = [d for d in "0123456789abcdef" if d not in firsts]
+    if rest:
+        cls = "[" + "".join(d + d.upper() if d.isalpha() else d for d in rest) + "]"
+        alts.append(cls if n == 1 else cls + (HEX if n == 2 else f"{HEX}{{{n - 1}}}"))
+    if not alts:
+        return None
+    return alts[0] if len(alts) == 1 else "(?:" + "|".join(alts) + ")"
+
+
+_SHORT_LETTER = {0x22: '"', 0x5C: "\\\\", 0x2F: "/", 8: "b", 12: "f", 10: "n", 13: "r", 9: "t"}
+
+
+def _spellings(ch: str) -> str:
+    """Regex for every JSON spelling of the BMP, non-surrogate character `ch`: raw (where JSON
+    allows it), its short escape, or a \\u escape in either case."""
+    cp = ord(ch)
+    alts = []
+    if cp >= 0x20 and cp not in (0x22, 0x5C):
+        alts.append(_cp_esc(cp))
+    if cp in _SHORT_ESC:
+        alts.append(_SHORT_ESC[cp])
+    alts.append("\\\\u" + _hex4(cp))
+    return "(?:" + "|".join(alts) + ")"
+
+
+def _other_unit(children: list[str]) -> str:
+    """Regex for one JSON string unit (as CHAR_FULL spells it) that decodes to none of the BMP,
+    non-surrogate `children` (a lone surrogate escape counts as a unit of its own)."""
+    cps = [ord(c) for c in children]
+    alts = []
+    raw = _class(_minus([(0x20, MAXCP)], [(c, c) for c in cps] + _SPECIAL))
+    if raw:
+        alts.append(raw)
+    short = [letter for cp, letter in _SHORT_LETTER.items() if cp not in cps]
+    if short:
+        alts.append("\\\\[" + "".join(short) + "]")
+    hexes = _hex_excluding({f"{c:04x}" for c in cps}, 4)
+    if hexes is not None:
+        alts.append("\\\\u" + hexes)
+    return "(?:" + "|".join(alts) + ")"
+
+
 def _key_excluding(listed: set) -> str:
     """A quoted-string regex for every key except the listed ones.
 
-    Up to the first character that differs from every listed name, a key is spelled raw (no
-    escapes), so each decoded key has one spelling there and the exclusion is exact; after it,
-    any JSON spelling follows. Shape: Dev TAIL | End, where Dev walks the trie of listed names
-    and leaves it by a differing raw character, and End stops early at a non-listed prefix."""
+    A key decodes to one string however it is spelled: along the trie of listed names, each
+    character may take any of its JSON spellings (raw, short escape, \\u escape), and the key
+    leaves the trie at the first unit that decodes to none of the trie's next characters, after
+    which any JSON spelling follows. Shape: Dev TAIL | End, where Dev walks the trie and leaves
+    it by a differing unit, and End stops early at a non-listed prefix.
+
+    Keys are never cut short by an escape: an excluded-keys terminal stays alive wherever a free
+    string does, so it does not double the product lexer's states against counted strings (a
+    terminal that dies on an escape splits every counter state in two). Names with characters
+    outside the BMP (or lone surrogates) keep the older form, raw spelling up to the point of
+    departure (sound, but a key spelled with escapes there is not accepted)."""
     if not listed:
         return JSON_STRING
     trie: dict = {}
@@ -3061,13 +3127,18 @@ def _key_excluding(listed: set) -> str:
         for ch in k:
             node = node.setdefault(ch, {})
         node[None] = {}
+    exact = all(ord(ch) <= 0xFFFF and not 0xD800 <= ord(ch) <= 0xDFFF for k in listed for ch in k)
+    unit = _spellings if exact else _unit
 
     def dev(node: dict) -> str:
         children = [c for c in node if c is not None]
-        alts = [_unit(c) + dev(node[c]) for c in children]
-        other = _class(_minus([(0x20, MAXCP)], [(ord(c), ord(c)) for c in children] + _SPECIAL))
-        if other:
-            alts.append(other)
+        alts = [unit(c) + dev(node[c]) for c in children]
+        if exact:
+            alts.append(_other_unit(children))
+        else:
+            other = _class(_minus([(0x20, MAXCP)], [(ord(c), ord(c)) for c in children] + _SPECIAL))
+            if other:
+                alts.append(other)
         return alts[0] if len(alts) == 1 else "(?:" + "|".join(alts) + ")"
 
     def end(node: dict) -> str | None:
@@ -3076,7 +3147,7 @@ def _key_excluding(listed: set) -> str:
             if c is not None:
                 sub = end(child)
                 if sub is not None:
-                    alts.append(_unit(c) + sub)
+                    alts.append(unit(c) + sub)
         if None not in node:
             alts.append("")
         if not alts:
