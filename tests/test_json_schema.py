@@ -1593,3 +1593,29 @@ def test_excluded_keys_do_not_multiply_a_counted_string_in_the_lexer():
     }
     g = Grammar(schema_to_lark(schema).lark_text)
     assert g._lexer.trans.shape[0] < 1.3 * 20 * 60, g._lexer.trans.shape
+
+
+@pytest.mark.parametrize(("mn", "mx"), [(0, 700), (300, 700), (129, 513), (600, 640)])
+def test_long_bounded_string_is_lexed_in_chunks_exactly(mn, mx):
+    """maxLength above _CHUNK_ABOVE: the string is lexed as `"` + chunks of _CHUNK code points +
+    the last piece with its quote, the count of chunks kept by rules. Exactly mn..mx code points
+    pass, whatever units (raw, multi-byte, escapes, surrogate pairs) fall at the chunk borders,
+    both under lark and through the engine's longest-match lexer."""
+    from guide.grammars.json_schema import _CHUNK, _CHUNK_ABOVE
+
+    assert mx > _CHUNK_ABOVE
+    schema = {"type": "object", "properties": {"a": {"type": "string", "minLength": mn, "maxLength": mx},
+                                               "b": {"type": "integer"}}}
+    g = schema_to_lark(schema).lark_text
+    assert "{%d}" % _CHUNK in g and "{0,%d}" % mx not in g and "{%d,%d}" % (mn, mx) not in g
+    units = ["a", "é", "😀", "\\n", "\\u00e9", "\\ud83d\\ude00", '\\"', "\\\\", "1", "\\/"]
+    rng = random.Random(mn * 1000 + mx)
+    sizes = sorted({0, 1, mn - 1, mn, mn + 1, mx - 1, mx, mx + 1, _CHUNK - 1, _CHUNK, _CHUNK + 1,
+                    2 * _CHUNK, 2 * _CHUNK + 1, 3 * _CHUNK, 4 * _CHUNK, 5 * _CHUNK, 5 * _CHUNK + 1} - {-1})
+    for n in sizes:
+        for trial in range(2):
+            body = "".join(rng.choice(units) for _ in range(n))
+            text = '{"a":"' + body + ('","b":7}' if trial else '"}')
+            want = oracle(schema, json.loads(text))
+            assert want == (mn <= n <= mx)
+            assert accepts(g, text) == want and engine_accepts(g, text) == want, (n, trial)

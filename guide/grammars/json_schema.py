@@ -42,6 +42,8 @@ MAX_REPEAT_EXPANSION = 500  # min/maxItems expanded into a chain of rules up to 
 MAX_STRING_LENGTH_BOUND = 100_000  # min/maxLength (counted repeats in a regex)
 MAX_PATTERN_LENGTH_BOUND = 1_000  # min/maxLength together with pattern/format (a length automaton
 # intersected with the pattern's: states and compile time grow with the bound)
+_CHUNK = 128  # code points per chunk terminal of a long bounded string (Compiler.long_string)
+_CHUNK_ABOVE = 512  # maxLength above which a plain bounded string is lexed in chunks
 MAX_FRACTIONS = 1_000  # fractional multipleOf: the fraction digit strings a multiple may end in
 MAX_ANY_ORDER = 8  # property_order="any" enumerates subsets of at most this many properties
 MAX_BRANCHES = 64  # anyOf x anyOf products in allOf merges
@@ -157,6 +159,7 @@ CHAR_ONE = (
     rf'(?:{RAW}|\\["\\/bfnrt]|\\u(?:[0-9a-cA-CefEF]{HEX}{{3}}|[dD][0-7]{HEX}{{2}})'
     rf"|\\u[dD][89abAB]{HEX}{{2}}\\u[dD][c-fC-F]{HEX}{{2}})"
 )
+_COUNTED_STRING = re.compile(re.escape(f'"{CHAR_ONE}') + r"\{(\d+),(\d+)\}" + re.escape('"'))
 # one decoded code point of a string the pattern/format regexes write (never a lone surrogate
 # escape): fewer automaton states than CHAR_ONE, for the length lookahead below.
 _LEN_UNIT = r'(?:[^"\\]|\\[^u]|\\u(?:[0-9a-cA-CefEF]' + HEX + "{3}|[dD][0-7]" + HEX + "{2}|[dD][89abAB]" + HEX + r"{2}\\u[dD][c-fC-F]" + HEX + "{2}))"
@@ -1089,6 +1092,12 @@ class _Compiler:
             return self.any_rule()
         alts = []
         scal = []
+        long_rule = None
+        if len(part.strings) == 1 and (m := _COUNTED_STRING.fullmatch(part.strings[0])):
+            mn, mx = int(m[1]), int(m[2])
+            if mx > _CHUNK_ABOVE:  # the only string of the part: its chunk terminals meet no other
+                long_rule = self.long_string(mn, mx)
+                part = Part(False, [], part.nums, part.lits, part.rules, part.types, part.digit_rule)
         # strings with a length lookahead stay top-level alternatives of the terminal: the only
         # place the regex compiler (and lark: the lookahead ends at the closing quote) reads one
         looks = [s for s in part.strings if s.startswith("(?")]
@@ -1103,9 +1112,42 @@ class _Compiler:
         scal += sorted(part.lits)
         if scal:
             alts.append(self.term(scal[0] if len(scal) == 1 else "(?:" + "|".join(scal) + ")"))
+        if long_rule is not None:
+            alts.append(long_rule)
         alts += part.rules
         if len(alts) == 1 and alts[0] in self.rules:
             return alts[0]
+        return self.rule(alts)
+
+    def long_string(self, mn: int, mx: int) -> str:
+        """A rule for the quoted strings of mn..mx code points (mx > _CHUNK_ABOVE), lexed in chunks
+        of _CHUNK code points: `"` + a chunk, further chunks, then the last 1.._CHUNK code points
+        and the closing quote (or the whole string at once when it is at most _CHUNK long).
+
+        One terminal `"CHAR{mn,mx}"` has about 21 automaton states per code point of mx (the
+        UTF-8 and escape states of each position), past the lexer's cap from maxLength ~1000 on;
+        the chunk terminals have 21 x _CHUNK each, are shared by every long string, and the count
+        of chunks lives in a chain of rules. The lexing is unambiguous: a chunk ends after exactly
+        _CHUNK code points, where the last piece (which can still take the closing quote) is the
+        longer match only if the quote follows, so every split the lexer makes is one the rules
+        allow, and the rules allow exactly mn..mx code points in all."""
+        k = _CHUNK
+        chunk = self.term(f"{CHAR_ONE}{{{k}}}")
+        steps = []  # (lo, hi): code points still allowed after the opening chunk and j more
+        lo, hi = mn - k, mx - k
+        while hi >= 1:
+            steps.append((max(lo, 1), hi))
+            lo, hi = lo - k, hi - k
+        nxt = None
+        for lo, hi in reversed(steps):
+            alts = []
+            if lo <= min(k, hi):
+                alts.append(self.term(f'{CHAR_ONE}{{{lo},{min(k, hi)}}}"'))
+            if hi > k:
+                alts.append(f"{chunk} {nxt}")
+            nxt = self.rule(alts)
+        alts = [] if mn > k else [self.term(f'"{CHAR_ONE}{{{mn},{k}}}"')]
+        alts.append(f"{self.term(chr(34) + CHAR_ONE + '{' + str(k) + '}')} {nxt}")
         return self.rule(alts)
 
     def any_rule(self) -> str:
