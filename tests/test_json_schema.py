@@ -1619,3 +1619,22 @@ def test_long_bounded_string_is_lexed_in_chunks_exactly(mn, mx):
             want = oracle(schema, json.loads(text))
             assert want == (mn <= n <= mx)
             assert accepts(g, text) == want and engine_accepts(g, text) == want, (n, trial)
+
+
+def test_excluded_keys_fall_back_to_raw_spelling_when_the_exact_form_is_too_long():
+    """Many long listed names: the escape-aware regex would pass MAX_TERMINAL_CHARS, so the
+    terminal keeps the raw-only form (sound: a listed name spelled with escapes is still no
+    additional key) instead of failing the schema."""
+    from guide.grammars.json_schema import MAX_TERMINAL_CHARS, _key_excluding
+
+    rng = random.Random(1)
+    names = {"".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(30)) for _ in range(40)}
+    exact = _key_excluding(names)
+    assert len(exact) <= MAX_TERMINAL_CHARS and exact == _key_excluding(names, raw=True)
+    assert len(_key_excluding(set(sorted(names)[:3]))) > len(_key_excluding(set(sorted(names)[:3]), raw=True))
+    first = sorted(names)[0]
+    schema = {"type": "object", "properties": {first: {"type": "integer"}},
+              "additionalProperties": {"type": "string"}}
+    g = schema_to_lark(schema).lark_text
+    assert accepts(g, '{"other":"x"}') and not accepts(g, '{"other":1}')
+    assert not accepts(g, '{"\\u%04x%s":"x"}' % (ord(first[0]), first[1:]))

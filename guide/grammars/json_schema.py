@@ -3093,6 +3093,23 @@ def _hex4(cp: int) -> str:
     return "".join(f"[{d}{d.upper()}]" if d.isalpha() else d for d in f"{cp:04x}")
 
 
+def _hex_class(digits: list[str]) -> str:
+    """A character class of the given lowercase hex digits, in either case, with ranges."""
+    if len(digits) == 16:
+        return HEX
+    runs: list[list[str]] = []
+    for d in digits:  # runs of consecutive digits within 0-9 and within a-f
+        if runs and int(d, 16) == int(runs[-1][-1], 16) + 1 and d.isalpha() == runs[-1][-1].isalpha():
+            runs[-1].append(d)
+        else:
+            runs.append([d])
+    parts = []
+    for run in runs:
+        for r in (run, [c.upper() for c in run]) if run[0].isalpha() else (run,):
+            parts.append(r[0] if len(r) == 1 else f"{r[0]}{r[-1]}" if len(r) == 2 else f"{r[0]}-{r[-1]}")
+    return "[" + "".join(parts) + "]"
+
+
 def _hex_excluding(values: set[str], n: int) -> str | None:
     """Regex for n hex digits (either case) spelling a number whose lowercase digits are not in
     `values` (strings of n digits); None when every number is excluded."""
@@ -3107,7 +3124,7 @@ def _hex_excluding(values: set[str], n: int) -> str | None:
                 alts.append((f"[{d}{d.upper()}]" if d.isalpha() else d) + sub)
     rest = [d for d in "0123456789abcdef" if d not in firsts]
     if rest:
-        cls = "[" + "".join(d + d.upper() if d.isalpha() else d for d in rest) + "]"
+        cls = _hex_class(rest)
         alts.append(cls if n == 1 else cls + (HEX if n == 2 else f"{HEX}{{{n - 1}}}"))
     if not alts:
         return None
@@ -3147,7 +3164,7 @@ def _other_unit(children: list[str]) -> str:
     return "(?:" + "|".join(alts) + ")"
 
 
-def _key_excluding(listed: set) -> str:
+def _key_excluding(listed: set, *, raw: bool = False) -> str:
     """A quoted-string regex for every key except the listed ones.
 
     A key decodes to one string however it is spelled: along the trie of listed names, each
@@ -3160,7 +3177,8 @@ def _key_excluding(listed: set) -> str:
     string does, so it does not double the product lexer's states against counted strings (a
     terminal that dies on an escape splits every counter state in two). Names with characters
     outside the BMP (or lone surrogates) keep the older form, raw spelling up to the point of
-    departure (sound, but a key spelled with escapes there is not accepted)."""
+    departure (sound, but a key spelled with escapes there is not accepted); so do tries whose
+    exact form would exceed MAX_TERMINAL_CHARS (`raw`)."""
     if not listed:
         return JSON_STRING
     trie: dict = {}
@@ -3169,7 +3187,7 @@ def _key_excluding(listed: set) -> str:
         for ch in k:
             node = node.setdefault(ch, {})
         node[None] = {}
-    exact = all(ord(ch) <= 0xFFFF and not 0xD800 <= ord(ch) <= 0xDFFF for k in listed for ch in k)
+    exact = not raw and all(ord(ch) <= 0xFFFF and not 0xD800 <= ord(ch) <= 0xDFFF for k in listed for ch in k)
     unit = _spellings if exact else _unit
 
     def dev(node: dict) -> str:
@@ -3198,7 +3216,10 @@ def _key_excluding(listed: set) -> str:
 
     e = end(trie)
     body = f"{dev(trie)}{CHAR_FULL}*"
-    return '"(?:' + body + ("|" + e if e is not None else "") + ')"'
+    regex = '"(?:' + body + ("|" + e if e is not None else "") + ')"'
+    if exact and len(regex) > MAX_TERMINAL_CHARS:  # very many or long names: the raw-only form
+        return _key_excluding(listed, raw=True)
+    return regex
 
 
 # ----------------------------------------------------------------------------- public API
