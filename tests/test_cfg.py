@@ -686,6 +686,8 @@ def test_background_walks_change_speed_not_masks(smollm2_tokenizer, vocab, monke
     assert masks(finished) == racing_masks == masks(lazy)
 
 
+
+
 def _reference_lexer(terminals):
     """The product lexer built state by state (the plain breadth-first construction)."""
     from guide.grammars.cfg import _terminal_regex

@@ -1554,3 +1554,87 @@ def test_a_pattern_that_takes_every_key_leaves_no_extra_key_terminal():
     only_nonstrings = json_schema({"type": ["string", "integer"], "not": {"type": "string", "pattern": ""}})
     assert accepts(only_nonstrings.lark_text, "3") and not accepts(only_nonstrings.lark_text, '"a"')
     only_nonstrings.compile(toy_vocab())
+
+
+def test_additional_keys_may_be_spelled_with_escapes_but_never_a_listed_one():
+    """The terminal for keys other than the listed ones decides on the decoded key: a key spelled
+    with escapes is additional exactly when it decodes to no listed name (it used to be cut at
+    an escape, which also doubled the product lexer against each counted string)."""
+    schema = {
+        "type": "object",
+        "properties": {"name": {"type": "string"}, "nb": {"type": "string"}, "a/\"b": {"type": "string"}},
+        "additionalProperties": {"type": "integer"},
+    }
+    g = schema_to_lark(schema).lark_text
+    ok = ['{"\\u0078":1}', '{"\\u006e":1}', '{"n\\u0061m":1}', '{"\\u006eamex":1}', '{"\\n":1}',
+          '{"\\ud83d\\ude00":1}', '{"\\u006E\\u0063":1}', '{"a\\/":1}', '{"a\\/\\"":1}', '{"\\\\":1}',
+          '{"name":"v","\\u0078":1}']
+    bad = ['{"\\u006eame":1}', '{"na\\u006De":1}', '{"\\u006E\\u0062":1}', '{"n\\u0062":1}',
+           '{"a\\/\\"b":1}', '{"a\\u002f\\u0022b":1}', '{"name":"v","n\\u0061me":1}']
+    for text in ok:
+        assert oracle(schema, json.loads(text)), text
+        assert accepts(g, text) and engine_accepts(g, text), text
+    for text in bad:
+        assert not oracle(schema, json.loads(text)), text
+        assert not accepts(g, text) and not engine_accepts(g, text), text
+
+
+def test_excluded_keys_do_not_multiply_a_counted_string_in_the_lexer():
+    """A maxLength string next to additionalProperties: the product lexer stays about the size of
+    the counted string's own automaton (it was twice that and more with each excluded-keys
+    terminal that died on an escape)."""
+    from guide.grammars.cfg import Grammar
+
+    schema = {
+        "type": "object",
+        "properties": {"ref": {"type": "string", "maxLength": 60},
+                       "owner": {"type": "object", "properties": {"login": {"type": "string"}}},
+                       "repo": {"type": "object", "properties": {"name": {"type": "string"}}}},
+    }
+    g = Grammar(schema_to_lark(schema).lark_text)
+    assert g._lexer.trans.shape[0] < 1.3 * 20 * 60, g._lexer.trans.shape
+
+
+@pytest.mark.parametrize(("mn", "mx"), [(0, 700), (300, 700), (129, 513), (600, 640)])
+def test_long_bounded_string_is_lexed_in_chunks_exactly(mn, mx):
+    """maxLength above _CHUNK_ABOVE: the string is lexed as `"` + chunks of _CHUNK code points +
+    the last piece with its quote, the count of chunks kept by rules. Exactly mn..mx code points
+    pass, whatever units (raw, multi-byte, escapes, surrogate pairs) fall at the chunk borders,
+    both under lark and through the engine's longest-match lexer."""
+    from guide.grammars.json_schema import _CHUNK, _CHUNK_ABOVE
+
+    assert mx > _CHUNK_ABOVE
+    schema = {"type": "object", "properties": {"a": {"type": "string", "minLength": mn, "maxLength": mx},
+                                               "b": {"type": "integer"}}}
+    g = schema_to_lark(schema).lark_text
+    assert "{%d}" % _CHUNK in g and "{0,%d}" % mx not in g and "{%d,%d}" % (mn, mx) not in g
+    units = ["a", "é", "😀", "\\n", "\\u00e9", "\\ud83d\\ude00", '\\"', "\\\\", "1", "\\/"]
+    rng = random.Random(mn * 1000 + mx)
+    sizes = sorted({0, 1, mn - 1, mn, mn + 1, mx - 1, mx, mx + 1, _CHUNK - 1, _CHUNK, _CHUNK + 1,
+                    2 * _CHUNK, 2 * _CHUNK + 1, 3 * _CHUNK, 4 * _CHUNK, 5 * _CHUNK, 5 * _CHUNK + 1} - {-1})
+    for n in sizes:
+        for trial in range(2):
+            body = "".join(rng.choice(units) for _ in range(n))
+            text = '{"a":"' + body + ('","b":7}' if trial else '"}')
+            want = oracle(schema, json.loads(text))
+            assert want == (mn <= n <= mx)
+            assert accepts(g, text) == want and engine_accepts(g, text) == want, (n, trial)
+
+
+def test_excluded_keys_fall_back_to_raw_spelling_when_the_exact_form_is_too_long():
+    """Many long listed names: the escape-aware regex would pass MAX_TERMINAL_CHARS, so the
+    terminal keeps the raw-only form (sound: a listed name spelled with escapes is still no
+    additional key) instead of failing the schema."""
+    from guide.grammars.json_schema import MAX_TERMINAL_CHARS, _key_excluding
+
+    rng = random.Random(1)
+    names = {"".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(30)) for _ in range(40)}
+    exact = _key_excluding(names)
+    assert len(exact) <= MAX_TERMINAL_CHARS and exact == _key_excluding(names, raw=True)
+    assert len(_key_excluding(set(sorted(names)[:3]))) > len(_key_excluding(set(sorted(names)[:3]), raw=True))
+    first = sorted(names)[0]
+    schema = {"type": "object", "properties": {first: {"type": "integer"}},
+              "additionalProperties": {"type": "string"}}
+    g = schema_to_lark(schema).lark_text
+    assert accepts(g, '{"other":"x"}') and not accepts(g, '{"other":1}')
+    assert not accepts(g, '{"\\u%04x%s":"x"}' % (ord(first[0]), first[1:]))

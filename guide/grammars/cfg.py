@@ -210,12 +210,14 @@ def _build_lexer(terminals: list, ignored: set[str], time_budget_s: float, deadl
     # successor tuples are found by hashing rows (unique_rows) rather than state by state.
     # The start state is never the target of a transition, even when every terminal DFA comes
     # back to its own start (it stands for "no byte of the lexeme yet"): it is not in `ids`.
+    # Only the terminals still alive somewhere in a chunk are stepped (past the first byte of a
+    # lexeme, few are): the others stay dead.
     ids: dict[bytes, int] = {}
     buf = np.empty((64, k), dtype=np.int64)
     buf[0] = [d.initial for d in dfas]
     n = 1
     rows: list[np.ndarray] = []
-    per_chunk = max(1, _LEXER_CHUNK_CELLS // (256 * max(k, 1)))
+    width = k  # terminals alive in the last chunk: sizes the next one
     i = 0
     while i < n:
         if time.monotonic() > deadline:
@@ -223,27 +225,30 @@ def _build_lexer(terminals: list, ignored: set[str], time_budget_s: float, deadl
                 f"building the lexer automaton of {k} terminals exceeded the {time_budget_s:g} s "
                 f"budget ({n} states so far); simplify the terminals"
             )
-        cur = buf[i : min(n, i + per_chunk)]
+        cur = buf[i : min(n, i + max(1, _LEXER_CHUNK_CELLS // (256 * max(width, 1))))]
         m = cur.shape[0]
-        nxt = np.empty((m, 256, k), dtype=np.int64)
-        for t in range(k):
-            nxt[:, :, t] = tables[t][cur[:, t]]
-        flat = nxt.reshape(m * 256, k)
-        uniq, inverse = unique_rows(flat)
+        cols = np.flatnonzero((cur != deads).any(axis=0))
+        width = len(cols)
+        nxt = np.empty((m, 256, width), dtype=np.int64)
+        for j, t in enumerate(cols.tolist()):
+            nxt[:, :, j] = tables[t][cur[:, t]]
+        uniq, inverse = unique_rows(nxt.reshape(m * 256, width))
         _, first = np.unique(inverse, return_index=True)  # first (state, byte) reaching each row
         targets = np.full(len(uniq), -1, dtype=np.int64)
-        live = ~(uniq == deads).all(axis=1)
+        live = ~(uniq == deads[cols]).all(axis=1)
+        full = np.broadcast_to(deads, (len(uniq), k)).copy()
+        full[:, cols] = uniq
+        keys = full.astype(np.int32)
         for u in np.argsort(first, kind="stable").tolist():
             if not live[u]:
                 continue
-            row = uniq[u]
-            key = row.tobytes()
+            key = keys[u].tobytes()
             sid = ids.get(key)
             if sid is None:
                 sid = ids[key] = n
                 if n >= buf.shape[0]:
                     buf = np.concatenate([buf, np.empty_like(buf)])
-                buf[n] = row
+                buf[n] = full[u]
                 n += 1
                 if n > _MAX_LEXER_STATES:
                     raise GrammarError(f"the lexer automaton exceeds {_MAX_LEXER_STATES} states; simplify the terminals")

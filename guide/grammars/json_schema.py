@@ -42,6 +42,8 @@ MAX_REPEAT_EXPANSION = 500  # min/maxItems expanded into a chain of rules up to 
 MAX_STRING_LENGTH_BOUND = 100_000  # min/maxLength (counted repeats in a regex)
 MAX_PATTERN_LENGTH_BOUND = 1_000  # min/maxLength together with pattern/format (a length automaton
 # intersected with the pattern's: states and compile time grow with the bound)
+_CHUNK = 128  # code points per chunk terminal of a long bounded string (Compiler.long_string)
+_CHUNK_ABOVE = 512  # maxLength above which a plain bounded string is lexed in chunks
 MAX_FRACTIONS = 1_000  # fractional multipleOf: the fraction digit strings a multiple may end in
 MAX_ANY_ORDER = 8  # property_order="any" enumerates subsets of at most this many properties
 MAX_BRANCHES = 64  # anyOf x anyOf products in allOf merges
@@ -157,6 +159,7 @@ CHAR_ONE = (
     rf'(?:{RAW}|\\["\\/bfnrt]|\\u(?:[0-9a-cA-CefEF]{HEX}{{3}}|[dD][0-7]{HEX}{{2}})'
     rf"|\\u[dD][89abAB]{HEX}{{2}}\\u[dD][c-fC-F]{HEX}{{2}})"
 )
+_COUNTED_STRING = re.compile(re.escape(f'"{CHAR_ONE}') + r"\{(\d+),(\d+)\}" + re.escape('"'))
 # one decoded code point of a string the pattern/format regexes write (never a lone surrogate
 # escape): fewer automaton states than CHAR_ONE, for the length lookahead below.
 _LEN_UNIT = r'(?:[^"\\]|\\[^u]|\\u(?:[0-9a-cA-CefEF]' + HEX + "{3}|[dD][0-7]" + HEX + "{2}|[dD][89abAB]" + HEX + r"{2}\\u[dD][c-fC-F]" + HEX + "{2}))"
@@ -1089,6 +1092,12 @@ class _Compiler:
             return self.any_rule()
         alts = []
         scal = []
+        long_rule = None
+        if len(part.strings) == 1 and (m := _COUNTED_STRING.fullmatch(part.strings[0])):
+            mn, mx = int(m[1]), int(m[2])
+            if mx > _CHUNK_ABOVE:  # the only string of the part: its chunk terminals meet no other
+                long_rule = self.long_string(mn, mx)
+                part = Part(False, [], part.nums, part.lits, part.rules, part.types, part.digit_rule)
         # strings with a length lookahead stay top-level alternatives of the terminal: the only
         # place the regex compiler (and lark: the lookahead ends at the closing quote) reads one
         looks = [s for s in part.strings if s.startswith("(?")]
@@ -1103,9 +1112,42 @@ class _Compiler:
         scal += sorted(part.lits)
         if scal:
             alts.append(self.term(scal[0] if len(scal) == 1 else "(?:" + "|".join(scal) + ")"))
+        if long_rule is not None:
+            alts.append(long_rule)
         alts += part.rules
         if len(alts) == 1 and alts[0] in self.rules:
             return alts[0]
+        return self.rule(alts)
+
+    def long_string(self, mn: int, mx: int) -> str:
+        """A rule for the quoted strings of mn..mx code points (mx > _CHUNK_ABOVE), lexed in chunks
+        of _CHUNK code points: `"` + a chunk, further chunks, then the last 1.._CHUNK code points
+        and the closing quote (or the whole string at once when it is at most _CHUNK long).
+
+        One terminal `"CHAR{mn,mx}"` has about 21 automaton states per code point of mx (the
+        UTF-8 and escape states of each position), past the lexer's cap from maxLength ~1000 on;
+        the chunk terminals have 21 x _CHUNK each, are shared by every long string, and the count
+        of chunks lives in a chain of rules. The lexing is unambiguous: a chunk ends after exactly
+        _CHUNK code points, where the last piece (which can still take the closing quote) is the
+        longer match only if the quote follows, so every split the lexer makes is one the rules
+        allow, and the rules allow exactly mn..mx code points in all."""
+        k = _CHUNK
+        chunk = self.term(f"{CHAR_ONE}{{{k}}}")
+        steps = []  # (lo, hi): code points still allowed after the opening chunk and j more
+        lo, hi = mn - k, mx - k
+        while hi >= 1:
+            steps.append((max(lo, 1), hi))
+            lo, hi = lo - k, hi - k
+        nxt = None
+        for lo, hi in reversed(steps):
+            alts = []
+            if lo <= min(k, hi):
+                alts.append(self.term(f'{CHAR_ONE}{{{lo},{min(k, hi)}}}"'))
+            if hi > k:
+                alts.append(f"{chunk} {nxt}")
+            nxt = self.rule(alts)
+        alts = [] if mn > k else [self.term(f'"{CHAR_ONE}{{{mn},{k}}}"')]
+        alts.append(f"{self.term(chr(34) + CHAR_ONE + '{' + str(k) + '}')} {nxt}")
         return self.rule(alts)
 
     def any_rule(self) -> str:
@@ -3046,13 +3088,97 @@ def _unit(ch: str) -> str:
     return _lit(json.dumps(ch, ensure_ascii=False)[1:-1])
 
 
-def _key_excluding(listed: set) -> str:
+def _hex4(cp: int) -> str:
+    """The four hex digits of a \\u escape of `cp`, either case."""
+    return "".join(f"[{d}{d.upper()}]" if d.isalpha() else d for d in f"{cp:04x}")
+
+
+def _hex_class(digits: list[str]) -> str:
+    """A character class of the given lowercase hex digits, in either case, with ranges."""
+    if len(digits) == 16:
+        return HEX
+    runs: list[list[str]] = []
+    for d in digits:  # runs of consecutive digits within 0-9 and within a-f
+        if runs and int(d, 16) == int(runs[-1][-1], 16) + 1 and d.isalpha() == runs[-1][-1].isalpha():
+            runs[-1].append(d)
+        else:
+            runs.append([d])
+    parts = []
+    for run in runs:
+        for r in (run, [c.upper() for c in run]) if run[0].isalpha() else (run,):
+            parts.append(r[0] if len(r) == 1 else f"{r[0]}{r[-1]}" if len(r) == 2 else f"{r[0]}-{r[-1]}")
+    return "[" + "".join(parts) + "]"
+
+
+def _hex_excluding(values: set[str], n: int) -> str | None:
+    """Regex for n hex digits (either case) spelling a number whose lowercase digits are not in
+    `values` (strings of n digits); None when every number is excluded."""
+    if not values:
+        return HEX if n == 1 else f"{HEX}{{{n}}}"
+    firsts = sorted({v[0] for v in values})
+    alts = []
+    if n > 1:
+        for d in firsts:
+            sub = _hex_excluding({v[1:] for v in values if v[0] == d}, n - 1)
+            if sub is not None:
+                alts.append((f"[{d}{d.upper()}]" if d.isalpha() else d) + sub)
+    rest = [d for d in "0123456789abcdef" if d not in firsts]
+    if rest:
+        cls = _hex_class(rest)
+        alts.append(cls if n == 1 else cls + (HEX if n == 2 else f"{HEX}{{{n - 1}}}"))
+    if not alts:
+        return None
+    return alts[0] if len(alts) == 1 else "(?:" + "|".join(alts) + ")"
+
+
+_SHORT_LETTER = {0x22: '"', 0x5C: "\\\\", 0x2F: "/", 8: "b", 12: "f", 10: "n", 13: "r", 9: "t"}
+
+
+def _spellings(ch: str) -> str:
+    """Regex for every JSON spelling of the BMP, non-surrogate character `ch`: raw (where JSON
+    allows it), its short escape, or a \\u escape in either case."""
+    cp = ord(ch)
+    alts = []
+    if cp >= 0x20 and cp not in (0x22, 0x5C):
+        alts.append(_cp_esc(cp))
+    if cp in _SHORT_ESC:
+        alts.append(_SHORT_ESC[cp])
+    alts.append("\\\\u" + _hex4(cp))
+    return "(?:" + "|".join(alts) + ")"
+
+
+def _other_unit(children: list[str]) -> str:
+    """Regex for one JSON string unit (as CHAR_FULL spells it) that decodes to none of the BMP,
+    non-surrogate `children` (a lone surrogate escape counts as a unit of its own)."""
+    cps = [ord(c) for c in children]
+    alts = []
+    raw = _class(_minus([(0x20, MAXCP)], [(c, c) for c in cps] + _SPECIAL))
+    if raw:
+        alts.append(raw)
+    short = [letter for cp, letter in _SHORT_LETTER.items() if cp not in cps]
+    if short:
+        alts.append("\\\\[" + "".join(short) + "]")
+    hexes = _hex_excluding({f"{c:04x}" for c in cps}, 4)
+    if hexes is not None:
+        alts.append("\\\\u" + hexes)
+    return "(?:" + "|".join(alts) + ")"
+
+
+def _key_excluding(listed: set, *, raw: bool = False) -> str:
     """A quoted-string regex for every key except the listed ones.
 
-    Up to the first character that differs from every listed name, a key is spelled raw (no
-    escapes), so each decoded key has one spelling there and the exclusion is exact; after it,
-    any JSON spelling follows. Shape: Dev TAIL | End, where Dev walks the trie of listed names
-    and leaves it by a differing raw character, and End stops early at a non-listed prefix."""
+    A key decodes to one string however it is spelled: along the trie of listed names, each
+    character may take any of its JSON spellings (raw, short escape, \\u escape), and the key
+    leaves the trie at the first unit that decodes to none of the trie's next characters, after
+    which any JSON spelling follows. Shape: Dev TAIL | End, where Dev walks the trie and leaves
+    it by a differing unit, and End stops early at a non-listed prefix.
+
+    Keys are never cut short by an escape: an excluded-keys terminal stays alive wherever a free
+    string does, so it does not double the product lexer's states against counted strings (a
+    terminal that dies on an escape splits every counter state in two). Names with characters
+    outside the BMP (or lone surrogates) keep the older form, raw spelling up to the point of
+    departure (sound, but a key spelled with escapes there is not accepted); so do tries whose
+    exact form would exceed MAX_TERMINAL_CHARS (`raw`)."""
     if not listed:
         return JSON_STRING
     trie: dict = {}
@@ -3061,13 +3187,18 @@ def _key_excluding(listed: set) -> str:
         for ch in k:
             node = node.setdefault(ch, {})
         node[None] = {}
+    exact = not raw and all(ord(ch) <= 0xFFFF and not 0xD800 <= ord(ch) <= 0xDFFF for k in listed for ch in k)
+    unit = _spellings if exact else _unit
 
     def dev(node: dict) -> str:
         children = [c for c in node if c is not None]
-        alts = [_unit(c) + dev(node[c]) for c in children]
-        other = _class(_minus([(0x20, MAXCP)], [(ord(c), ord(c)) for c in children] + _SPECIAL))
-        if other:
-            alts.append(other)
+        alts = [unit(c) + dev(node[c]) for c in children]
+        if exact:
+            alts.append(_other_unit(children))
+        else:
+            other = _class(_minus([(0x20, MAXCP)], [(ord(c), ord(c)) for c in children] + _SPECIAL))
+            if other:
+                alts.append(other)
         return alts[0] if len(alts) == 1 else "(?:" + "|".join(alts) + ")"
 
     def end(node: dict) -> str | None:
@@ -3076,7 +3207,7 @@ def _key_excluding(listed: set) -> str:
             if c is not None:
                 sub = end(child)
                 if sub is not None:
-                    alts.append(_unit(c) + sub)
+                    alts.append(unit(c) + sub)
         if None not in node:
             alts.append("")
         if not alts:
@@ -3085,7 +3216,10 @@ def _key_excluding(listed: set) -> str:
 
     e = end(trie)
     body = f"{dev(trie)}{CHAR_FULL}*"
-    return '"(?:' + body + ("|" + e if e is not None else "") + ')"'
+    regex = '"(?:' + body + ("|" + e if e is not None else "") + ')"'
+    if exact and len(regex) > MAX_TERMINAL_CHARS:  # very many or long names: the raw-only form
+        return _key_excluding(listed, raw=True)
+    return regex
 
 
 # ----------------------------------------------------------------------------- public API

@@ -29,6 +29,7 @@ Ranges = tuple[tuple[int, int], ...]
 DEFAULT_MAX_NFA_STATES = 100_000
 DEFAULT_MAX_DFA_STATES = 50_000
 DEFAULT_TIME_BUDGET_S = 10.0
+_COUNTED_DIRECT = 16  # counted repeats from this bound on may take the direct construction
 
 _UNSUPPORTED = {
     "GROUPREF": "backreference",
@@ -473,8 +474,89 @@ def _product(budget: _Budget, heads: list, rest: list, flags: int) -> ByteDFA:
     return dfa
 
 
+def _literal_run(items, flags: int) -> bytes | None:
+    """UTF-8 of a run of literal characters (None if any item is something else)."""
+    out = []
+    for op, arg in items:
+        if op is not C.LITERAL or flags & C.SRE_FLAG_IGNORECASE or 0xD800 <= arg <= 0xDFFF:
+            return None
+        out.append(chr(arg))
+    return "".join(out).encode("utf-8")
+
+
+def _counted_dfa(budget: _Budget, items, flags: int) -> ByteDFA | None:
+    """`P U{lo,hi} S` (P, S literal, U's strings a prefix code, no string of U starting with S's
+    first byte) built directly from hi + 1 copies of U's minimal DFA, without unrolling hi
+    copies of U's NFA (JSON Schema's length-bounded strings: 21 states per counted character,
+    whose subset construction and minimisation took seconds for a few hundred). Trimmed and
+    deterministic; minimal for the JSON string shapes (tests compare with the general route).
+    None when `items` has another shape or counts fewer than _COUNTED_DIRECT repeats."""
+    reps = [j for j, (op, _arg) in enumerate(items) if op in (C.MAX_REPEAT, C.MIN_REPEAT)]
+    if len(reps) != 1:
+        return None
+    j = reps[0]
+    lo, hi, sub = items[j][1]
+    head, tail = _literal_run(items[:j], flags), _literal_run(items[j + 1 :], flags)
+    unbounded = hi == C.MAXREPEAT
+    if head is None or tail is None or (lo if unbounded else hi) < _COUNTED_DIRECT or (not unbounded and hi < lo):
+        return None
+    unit = _dfa(budget, sub, flags)
+    ut, uacc, uinit, udead = unit.transitions, unit.accepting, unit.initial, unit.dead
+    if uinit == udead or uacc[uinit]:
+        return None
+    acc_states = np.flatnonzero(uacc)
+    if (ut[acc_states] != udead).any():  # an accepted unit goes on: not a prefix code
+        return None
+    if tail and ut[uinit, tail[0]] != udead:
+        return None
+    inner = [uinit] + [q for q in range(unit.n_states) if not uacc[q] and q != uinit]
+    m = len(inner)
+    base = len(head)  # block i (i units read) starts at base + i * m
+    # blocks 0..last - 1, then the start state of block `last` alone; when unbounded, that state
+    # reads like the one before it (its units, finished, come back to it)
+    last = lo if unbounded else hi
+    ends = [lo] if unbounded else list(range(lo, hi + 1))
+    n = base + last * m + 1 + len(tail)
+    if n > budget.max_dfa_states:
+        raise GrammarError(
+            f"the byte automaton of regex {budget.shown} exceeds {budget.max_dfa_states} states; "
+            "simplify the pattern (e.g. smaller counted repetitions) or raise `max_dfa_states`"
+        )
+    budget.check_time()
+    dead = n
+    trans = np.full((n + 1, 256), dead, dtype=np.int32)
+    for k, b in enumerate(head):
+        trans[k, b] = k + 1
+    local = np.zeros(unit.n_states + 1, dtype=np.int64)
+    local[inner] = np.arange(m)
+    targets = ut[inner].astype(np.int64)  # [m, 256] in the unit's DFA
+    done = np.append(uacc, False)[targets]  # a unit ends on this byte
+    gone = targets == udead
+    for i in range(last):
+        rows = np.where(gone, dead, np.where(done, base + (i + 1) * m, base + i * m + local[targets]))
+        trans[base + i * m : base + (i + 1) * m] = rows
+    if unbounded:
+        trans[base + last * m] = trans[base + (last - 1) * m]
+    starts = [base + i * m for i in ends]
+    accepting = np.zeros(n, dtype=bool)
+    if tail:
+        first = n - len(tail)  # the state after the tail's first byte
+        for st in starts:
+            trans[st, tail[0]] = first
+        for k, b in enumerate(tail[1:]):
+            trans[first + k, b] = first + k + 1
+        accepting[n - 1] = True
+    else:
+        accepting[starts] = True
+    return ByteDFA(transitions=trans, accepting=accepting, initial=0)
+
+
 def _dfa(budget: _Budget, items, flags: int, *, prefix: bool = False, minimise: bool = True) -> ByteDFA:
     """The DFA of `items` (with `prefix`: of every string that starts with a match of them)."""
+    if not prefix:
+        fast = _counted_dfa(budget, list(items), flags)
+        if fast is not None:
+            return fast
     nfa = _NFA(budget)
     start, end = nfa.build(items, flags)
     if prefix:
