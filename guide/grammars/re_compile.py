@@ -519,8 +519,8 @@ def _counted_dfa(budget: _Budget, items, flags: int) -> ByteDFA | None:
     n = base + last * m + 1 + len(tail)
     if n > budget.max_dfa_states:
         raise GrammarError(
-            f"the byte automaton of regex {budget.shown} exceeds {budget.max_dfa_states} states; "
-            "simplify the pattern (e.g. smaller counted repetitions) or raise `max_dfa_states`"
+            f"regex {budget.shown} needs more than {budget.max_dfa_states} automaton states (large "
+            "counted repetitions?); simplify it or raise `max_dfa_states`"
         )
     budget.check_time()
     dead = n
