@@ -1562,10 +1562,16 @@ def test_additional_keys_may_be_spelled_with_escapes_but_never_a_listed_one():
     an escape, which also doubled the product lexer against each counted string)."""
     schema = {
         "type": "object",
-        "properties": {"name": {"type": "string"}, "nb": {"type": "string"}, "a/\"b": {"type": "string"}},
+        "properties": {"name": {"type": "string", "maxLength": 40}, "nb": {"type": "string"}, "a/\"b": {"type": "string"}},
         "additionalProperties": {"type": "integer"},
     }
     g = schema_to_lark(schema).lark_text
+    # without length bounds the raw-only form (faster to build): escaped keys are not taken as
+    # additional ones, and never is a listed name whatever its spelling
+    plain = {**schema, "properties": {**schema["properties"], "name": {"type": "string"}}}
+    g_raw = schema_to_lark(plain).lark_text
+    assert engine_accepts(g_raw, '{"x":1}') and not engine_accepts(g_raw, '{"\\u0078":1}')
+    assert not engine_accepts(g_raw, '{"\\u006eame":1}') and not accepts(g_raw, '{"n\\u0061me":1}')
     ok = ['{"\\u0078":1}', '{"\\u006e":1}', '{"n\\u0061m":1}', '{"\\u006eamex":1}', '{"\\n":1}',
           '{"\\ud83d\\ude00":1}', '{"\\u006E\\u0063":1}', '{"a\\/":1}', '{"a\\/\\"":1}', '{"\\\\":1}',
           '{"name":"v","\\u0078":1}']

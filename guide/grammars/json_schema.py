@@ -1029,6 +1029,11 @@ class _Compiler:
         self.terms: dict[str, str] = {}  # regex -> name
         self.ref_state: dict[str, Any] = {}  # uri -> Part (done) or rule name (in progress)
         self.multi_struct: list[str] = []  # pointers of unions with several object/array branches
+        # Keys spelled with escapes are taken by the excluded-keys terminals only where strings
+        # are length-bounded: there a terminal that dies on an escape doubles the counted string's
+        # lexer states (and schemas fail the 20,000-state cap); elsewhere the raw-only form is
+        # sound and determinises in half the time (time to first mask).
+        self.raw_keys = not _has_length_bounds(root)
         self.widen: set[str] = set()  # lenient: unions to widen after an LALR conflict
         self.draft_old = isinstance(root, dict) and any(
             d in str(root.get("$schema", "")) for d in _OLD_DRAFTS
@@ -1912,7 +1917,7 @@ class _Compiler:
         if vp.empty():
             ends = {True: self.rule([""]), False: self.rule([""])}
         else:  # extra keys after the listed ones, as in object_rule
-            key = self.term(_key_excluding(set(order)))
+            key = self.term(_key_excluding(set(order), raw=self.raw_keys))
             ext = self.rule([f"{key} {col} {self.value_rule(vp)}"])
             tail = self.rule([f"({c} {ext})*"])
             ends = {True: self.rule([f"{ext} {tail}", ""]), False: tail}
@@ -2723,21 +2728,21 @@ class _Compiler:
             for p, rx in regexes:
                 vp = self.part(pats[p], _ptr(ptr, "patternProperties", p), base)
                 if shadowed[p]:
-                    rx = f"(?={_key_excluding(shadowed[p])}){rx}"
+                    rx = f"(?={_key_excluding(shadowed[p], raw=self.raw_keys)}){rx}"
                 if names is not None:
                     rx = f"(?={names}){rx}"
                 if not vp.empty():
                     extras.append(f"{self.term(rx)} {col} {self.value_rule(vp)}")
             if addl is not False and len(regexes) == len(compiled_pats):
                 vp = self.part(addl, _ptr(ptr, "additionalProperties"), base)
-                key = "".join(f"(?!{rx})" for _p, rx in regexes) + _key_excluding(listed)
+                key = "".join(f"(?!{rx})" for _p, rx in regexes) + _key_excluding(listed, raw=self.raw_keys)
                 if names is not None:
                     key = f"(?={names}){key}"
                 if not vp.empty() and not self.matches_nothing(key):  # e.g. a pattern ".*"
                     extras.append(f"{self.term(key)} {col} {self.value_rule(vp)}")
         elif addl is not False:
             vp = self.part(addl, _ptr(ptr, "additionalProperties"), base)
-            key = _key_excluding(listed)
+            key = _key_excluding(listed, raw=self.raw_keys)
             if names is not None:
                 key = f"(?={names}){key}"
             if not vp.empty():
@@ -3162,6 +3167,20 @@ def _other_unit(children: list[str]) -> str:
     if hexes is not None:
         alts.append("\\\\u" + hexes)
     return "(?:" + "|".join(alts) + ")"
+
+
+def _has_length_bounds(node) -> bool:
+    """Whether minLength/maxLength appears anywhere in the schema document."""
+    stack = [node]
+    while stack:
+        cur = stack.pop()
+        if isinstance(cur, dict):
+            if "maxLength" in cur or "minLength" in cur:
+                return True
+            stack.extend(cur.values())
+        elif isinstance(cur, list):
+            stack.extend(cur)
+    return False
 
 
 def _key_excluding(listed: set, *, raw: bool = False) -> str:
