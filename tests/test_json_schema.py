@@ -1644,3 +1644,21 @@ def test_excluded_keys_fall_back_to_raw_spelling_when_the_exact_form_is_too_long
     g = schema_to_lark(schema).lark_text
     assert accepts(g, '{"other":"x"}') and not accepts(g, '{"other":1}')
     assert not accepts(g, '{"\\u%04x%s":"x"}' % (ord(first[0]), first[1:]))
+
+
+def test_additional_keys_beside_patterns_cannot_hide_a_match_in_escapes():
+    """patternProperties decide on the decoded key; the grammar's lookaheads see its spelling.
+    `"x\\u0061"` decodes to "xa", which matches ^xa: its value must be an integer, so it may not
+    pass as an additional (string-valued) key through its escape."""
+    for schema in (
+        {"type": "object", "patternProperties": {"^xa": {"type": "integer"}}, "additionalProperties": {"type": "string"}},
+        {"type": "object", "properties": {"q": {"type": "integer"}}, "patternProperties": {"^xa": {"type": "integer"}},
+         "additionalProperties": {"type": "string"}},
+    ):
+        g = schema_to_lark(schema).lark_text
+        for text in ['{"x\\u0061":"s"}', '{"\\u0078a":"s"}', '{"x\\u0061b":"s"}']:
+            assert not oracle(schema, json.loads(text)), text
+            assert not accepts(g, text) and not engine_accepts(g, text), text
+        for text in ['{"xa":1}', '{"yb":"s"}', '{"xab":2,"y":"s"}']:
+            assert oracle(schema, json.loads(text)), text
+            assert accepts(g, text) and engine_accepts(g, text), text

@@ -2735,7 +2735,11 @@ class _Compiler:
                     extras.append(f"{self.term(rx)} {col} {self.value_rule(vp)}")
             if addl is not False and len(regexes) == len(compiled_pats):
                 vp = self.part(addl, _ptr(ptr, "additionalProperties"), base)
-                key = "".join(f"(?!{rx})" for _p, rx in regexes) + _key_excluding(listed, raw=self.raw_keys)
+                # the lookaheads compare spellings, the validator decoded keys: an additional key
+                # is spelled raw (no escapes; then the spelling is the decoded key), or a key
+                # matching a pattern only through its escapes would slip past them
+                key = (f'(?="{RAW}*")' + "".join(f"(?!{rx})" for _p, rx in regexes)
+                       + _key_excluding(listed, raw=self.raw_keys))
                 if names is not None:
                     key = f"(?={names}){key}"
                 if not vp.empty() and not self.matches_nothing(key):  # e.g. a pattern ".*"
