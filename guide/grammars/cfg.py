@@ -76,7 +76,7 @@ _LEXER_CHUNK_CELLS = 1 << 21  # (state, byte, terminal) cells per frontier chunk
 MAX_GRAMMAR_BYTES = 4_000_000
 MAX_RULES = 100_000
 MAX_STACK_DEPTH = 10_000
-COMPILE_BUDGET_S = 10.0  # building the lexer automaton (lark's own table build is bounded by size)
+COMPILE_BUDGET_S = 10.0  # from Grammar() to the lexer automaton built; lark's table build counts (it cannot be stopped, only bounded by size)
 _MASK_CACHE_LIMIT = 4096
 _CACHE_LIMIT = 200_000
 # CPU seconds of vocabulary walks done ahead of use, in a background thread started once the
