@@ -236,7 +236,7 @@ def run(quick: bool = False) -> str:
             if ename == "guide":  # the in-process compile cache, as an application sees it
                 from guide.grammars.cfg import Grammar
 
-                Grammar(text).compile(vocab)
+                Grammar(text).compile(vocab).wait_precomputed()  # no background walks under the warm walks
                 start = time.perf_counter()
                 Grammar(text).compile(vocab)
                 r.cached_s = time.perf_counter() - start
