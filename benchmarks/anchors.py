@@ -79,6 +79,9 @@ class AnchorCompiled:
         """A fresh per-sequence matcher. `strict=True` turns off any adapter workaround."""
         raise NotImplementedError
 
+    def settle(self) -> None:
+        """Wait for work the engine goes on with after compile returns (guide's background walks)."""
+
 
 class Anchor:
     """Tokenizer preprocessing happens in __init__ and is recorded in `tokenizer_s`."""
@@ -401,6 +404,11 @@ class GuideMatcher(AnchorMatcher):
 class GuideCompiled(AnchorCompiled):
     def __init__(self, compiled: Any) -> None:
         self._c = compiled
+
+    def settle(self) -> None:
+        wait = getattr(self._c, "wait_precomputed", None)  # grammars; a regex has nothing pending
+        if wait is not None:
+            wait()
 
     def matcher(self, *, strict: bool = False) -> AnchorMatcher:
         return GuideMatcher(self._c.matcher())

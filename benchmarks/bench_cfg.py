@@ -81,10 +81,8 @@ def schemas() -> dict[str, dict]:
 
 def _guide_compile(vocab: Any, name: str, text: str) -> A.AnchorCompiled:
     from guide.grammars.cfg import Grammar, clear_build_memo
-    from guide.grammars.re_compile import clear_regex_memo
 
     clear_build_memo()  # cold: no table or terminal automaton built earlier in this process either
-    clear_regex_memo()
     return A.GuideCompiled(Grammar(text).compile(vocab, cache=False))
 
 
@@ -212,20 +210,18 @@ def run(quick: bool = False) -> str:
                 compiled.matcher().fill(bitmask, 0)
                 first = time.perf_counter() - start
                 r.first_mask_s = first if i == 0 else min(r.first_mask_s, first)
-                if isinstance(compiled, A.GuideCompiled):
-                    # the cold walk starts once the background walks are done (as when compile
-                    # included them), so that it measures the masks and not GIL contention
-                    compiled._c.wait_precomputed()
-                    done = compiles[-1] + time.perf_counter() - start
-                    r.background_s = done if i == 0 else min(r.background_s, done)
+                # the cold walk starts once guide's background walks are done (as when compile
+                # included them), so that it measures the masks and not GIL contention
+                compiled.settle()
+                done = compiles[-1] + time.perf_counter() - start
+                r.background_s = done if i == 0 else min(r.background_s, done)
                 if i == 0:
                     check = A.check_walk(compiled.matcher(), tokens, width)
                     r.check, r.masks = check.message, check.masks
                     if not check.ok:
                         break
                     compiled = compile_fn(wname, text)  # the strict walk warmed the caches
-                    if isinstance(compiled, A.GuideCompiled):
-                        compiled._c.wait_precomputed()
+                    compiled.settle()
                 run_us: list[float] = []
                 _walk(compiled, tokens, bitmask, run_us)
                 r.cold_runs.append(run_us)
@@ -310,8 +306,9 @@ def run(quick: bool = False) -> str:
 def _end_to_end(quick: bool, out: list[str]) -> dict[str, Any]:
     """ARCHITECTURE.md §5 end-to-end overhead, for a grammar rather than a regex: the same
     measurement as bench_regex (interleaved constrained / same-length unconstrained runs)."""
-    import guide
     from bench_regex import bench_generate
+
+    import guide
 
     work = schemas()["schema_b"]
     prompt = (

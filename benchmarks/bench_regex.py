@@ -465,7 +465,6 @@ def bench_generate(
     transformers.utils.logging.disable_progress_bar()
     if spec is None:
         spec = guide.regex(load_workload()["pattern"])
-    PROMPT, cap = prompt, max_new_tokens  # noqa: N806 - the same names as the module's default
     start = time.perf_counter()
     model, tok = load_default_model()
     load_s = time.perf_counter() - start
@@ -478,17 +477,17 @@ def bench_generate(
         gc.collect()
         t0 = time.perf_counter()
         text = guide.generate(
-            model, tok, PROMPT, constraint, max_new_tokens=n, streamer=counter, **common, **extra
+            model, tok, prompt, constraint, max_new_tokens=n, streamer=counter, **common, **extra
         )
         return time.perf_counter() - t0, len(counter.tokens), text
 
     # Warm up both paths (vocabulary, compile cache, kernels, allocator).
-    _, n_con, text_con = run(spec, cap, False)
-    run(spec, cap, False)
+    _, n_con, text_con = run(spec, max_new_tokens, False)
+    run(spec, max_new_tokens, False)
     run(None, n_con, True)
     con, unc = [], []
     for _ in range(repeats):
-        t, n, _ = run(spec, cap, False)
+        t, n, _ = run(spec, max_new_tokens, False)
         if n != n_con:
             raise RuntimeError(f"greedy constrained run produced {n} tokens, then {n_con}")
         con.append(t)
@@ -517,7 +516,7 @@ def bench_generate(
 
     eos = eos_ids_of(model, tok)
     inputs = tok(
-        [format_prompt(tok, PROMPT, chat=True)], return_tensors="pt", add_special_tokens=False
+        [format_prompt(tok, prompt, chat=True)], return_tensors="pt", add_special_tokens=False
     )
     first_us, step_us = [], []
     for _ in range(repeats):
@@ -526,7 +525,7 @@ def bench_generate(
             model.generate(
                 **inputs,
                 logits_processor=[timed_proc],
-                max_new_tokens=cap,
+                max_new_tokens=max_new_tokens,
                 do_sample=False,
                 eos_token_id=eos,
                 pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else eos[0],
@@ -560,7 +559,7 @@ def bench_generate(
         ],
     ]
     out.append(
-        f"End-to-end `guide.generate`, greedy, chat template, prompt {PROMPT!r}, median of {repeats} "
+        f"End-to-end `guide.generate`, greedy, chat template, prompt {prompt!r}, median of {repeats} "
         f"interleaved repeats after warm-up (model load {load_s:.1f} s; tokens counted with a streamer, "
         "EOS included, prefill included in both):\n"
     )

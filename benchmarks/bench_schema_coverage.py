@@ -108,7 +108,6 @@ def run(quick: bool = False) -> str:
     from guide.errors import GrammarError, UnsupportedFeatureError
     from guide.grammars.cfg import clear_build_memo
     from guide.grammars.json_schema import schema_to_lark
-    from guide.grammars.re_compile import clear_regex_memo
     from guide.testing import serialize_in_grammar_order
 
     lark.lexer.has_interegular = False  # lark's optional collision report: slow and only logs
@@ -176,7 +175,6 @@ def run(quick: bool = False) -> str:
         # guide's own engine on the SmolLM2 vocabulary: compile + first mask (computed by compile),
         # cold: no lark table or terminal automaton kept from the schemas before
         clear_build_memo()
-        clear_regex_memo()
         t3 = time.perf_counter()
         compiled = _engine(grammar.lark_text, vocab)
         if mode == "strict":

@@ -288,7 +288,7 @@ def test_fixed_string_patterns_take_the_chain_automaton(pattern):
     from guide.grammars import re_compile
 
     tree = re_compile.sre_parse.parse(pattern)
-    literal = re_compile._literal_bytes(tree, tree.state.flags)
+    literal = re_compile._literal_run(tree, tree.state.flags)
     fixed = re.fullmatch(r"(?:\\x[0-9a-f]{2}|\\[^\w]|[^\\.^$*+?{}\[\]|()])+", pattern) is not None
     assert (literal is not None) == fixed
     dfa = guide.regex(pattern).byte_dfa()

@@ -63,6 +63,7 @@ from ..bitmask import bitmask_width, bits_from_ids
 from ..constraint import Compiled, Constraint, Matcher
 from ..errors import EmptyLanguageError, GrammarError, UnsupportedFeatureError
 from .bytedfa import unique_rows
+from .re_compile import clear_regex_memo
 from .regex import Regex
 from .token_index import token_table
 
@@ -157,6 +158,8 @@ class _Lexer:
     trans: np.ndarray  # int32 [n + 1, 256]
     alive: tuple[int, ...]  # per state (dead included): bitset of terminals that can still match
     accept: tuple[int, ...]  # per state (dead included): bitset of terminals that match here
+    alive_mat: np.ndarray  # bool [n + 1, k]: `alive` as a matrix (vectorised walks)
+    accept_mat: np.ndarray  # bool [n + 1, k]: `accept` as a matrix
     rank: tuple[int, ...]  # terminal indices, best first (priority, string over regex, lark order)
     ignored: int  # bitset of %ignore'd terminals
     initial: int = 0
@@ -259,17 +262,15 @@ def _build_lexer(terminals: list, ignored: set[str], time_budget_s: float, deadl
     table = np.concatenate(rows)
     trans[:n] = np.where(table < 0, n, table)
     states = buf[:n]
-    alive_m = states != deads
+    alive_m = np.zeros((n + 1, k), dtype=bool)  # the last row: the dead state
+    alive_m[:n] = states != deads
     accept_m = np.zeros_like(alive_m)
     for t in range(k):
-        accept_m[:, t] = accepting[t][states[:, t]]
+        accept_m[:n, t] = accepting[t][states[:, t]]
 
-    def bitsets(m: np.ndarray) -> list[int]:
+    def bitsets(m: np.ndarray) -> tuple[int, ...]:
         packed = np.packbits(m, axis=1, bitorder="little")
-        return [int.from_bytes(r.tobytes(), "little") for r in packed]
-
-    alive = bitsets(alive_m) + [0]
-    accept = bitsets(accept_m) + [0]
+        return tuple(int.from_bytes(r.tobytes(), "little") for r in packed)
 
     def rank_key(t: int):
         term = terminals[t]
@@ -281,7 +282,8 @@ def _build_lexer(terminals: list, ignored: set[str], time_budget_s: float, deadl
     for t, term in enumerate(terminals):
         if term.name in ignored:
             ign |= 1 << t
-    return _Lexer(tuple(t.name for t in terminals), trans, tuple(alive), tuple(accept), rank, ign)
+    return _Lexer(tuple(t.name for t in terminals), trans, bitsets(alive_m), bitsets(accept_m), alive_m, accept_m,
+                  rank, ign)
 
 
 @dataclass(frozen=True, eq=False)
@@ -503,8 +505,10 @@ _BUILT = _Memo(16)
 
 
 def clear_build_memo() -> None:
-    """Forget the built grammar tables of this process (benchmarks of cold builds call this)."""
+    """Forget the built grammar tables of this process, and the terminal automata they were built
+    from (benchmarks of cold builds call this)."""
     _BUILT.clear()
+    clear_regex_memo()
 
 
 class Grammar(Constraint):
@@ -684,13 +688,6 @@ class _SuffixCache:
         self.data[(key, stack[len(stack) - need :])] = value
 
 
-def _bit_matrix(bitsets: tuple[int, ...], k: int) -> np.ndarray:
-    """bool [len(bitsets), k]: bit t of each int."""
-    width = (k + 7) // 8
-    raw = np.frombuffer(b"".join(b.to_bytes(width, "little") for b in bitsets), dtype=np.uint8)
-    return np.unpackbits(raw.reshape(len(bitsets), width), axis=1, bitorder="little")[:, :k].astype(bool)
-
-
 class GrammarCompiled(Compiled):
     def __init__(
         self,
@@ -733,11 +730,8 @@ class GrammarCompiled(Compiled):
         self._masks = _SuffixCache(_MASK_CACHE_LIMIT)
         self._node_ids: dict[tuple[bytes, bytes], _Node] = {}
         self._ign_best = self._ignored_of_best()
-        k = len(lexer.names)
-        self._alive_mat = _bit_matrix(lexer.alive, k)
         self._rank = np.array(lexer.rank, dtype=np.int64)
-        accept_mat = _bit_matrix(lexer.accept, k)
-        self._accept_ranked = accept_mat[:, self._rank]
+        self._accept_ranked = lexer.accept_mat[:, self._rank]
         self._after: dict[int, tuple[int, ...]] = self._accepts_after()
         first = self.mask(self.initial_stack(), lexer.initial)
         if not first.any():
@@ -813,9 +807,9 @@ class GrammarCompiled(Compiled):
         unit_of = np.empty(len(lengths), dtype=np.int64)
         self.trie_end: list[tuple[np.ndarray, np.ndarray]] = [(np.zeros(0, dtype=np.int64),) * 2] * (depth + 1)
         ulen_parts, base = [], 0
-        bounds = np.searchsorted(-lengths, -np.arange(depth + 1), side="right")  # rows of length >= j: [:bounds[j]]
+        bounds = np.searchsorted(-lengths, -np.arange(depth + 2), side="right")  # rows of length >= j: [:bounds[j]]
         for j in range(depth, 0, -1):
-            lo, hi = int(bounds[j + 1]) if j < depth else 0, int(bounds[j])
+            lo, hi = int(bounds[j + 1]), int(bounds[j])
             if lo == hi:
                 continue
             nodes, inv = np.unique(maps[j][bt.end[lo:hi]], return_inverse=True)
@@ -829,7 +823,7 @@ class GrammarCompiled(Compiled):
         udata_t = np.full((depth, n_units), n_cls, dtype=np.uint16)
         cur = np.zeros(0, dtype=np.int64)
         for j in range(depth, 0, -1):
-            units, nodes = self.trie_end[j]
+            nodes = self.trie_end[j][1]
             cur = np.concatenate([cur, nodes])  # units of length >= j, in unit order
             udata_t[j - 1, : len(cur)] = self.trie_cls[j][cur]
             cur = self.trie_parent[j][cur]
@@ -1054,7 +1048,7 @@ class GrammarCompiled(Compiled):
             lx = self.lexer
             k = len(lx.names)
             in_acc = np.array([(acc >> t) & 1 for t in range(k)], dtype=bool)
-            alive = self._alive_mat[:, in_acc].any(axis=1)
+            alive = lx.alive_mat[:, in_acc].any(axis=1)
             trans = lx.trans[:, self.rep]
             tr = np.where(alive[trans], trans, lx.dead).astype(np.int32).reshape(-1)  # int32: half the memory
             ranked = self._accept_ranked & in_acc[self._rank]  # [n + 1, k], columns best first

@@ -1152,7 +1152,8 @@ class _Compiler:
                 alts.append(f"{chunk} {nxt}")
             nxt = self.rule(alts)
         alts = [] if mn > k else [self.term(f'"{CHAR_ONE}{{{mn},{k}}}"')]
-        alts.append(f"{self.term(chr(34) + CHAR_ONE + '{' + str(k) + '}')} {nxt}")
+        opening = f'"{CHAR_ONE}{{{k}}}'  # the opening quote and the first chunk
+        alts.append(f"{self.term(opening)} {nxt}")
         return self.rule(alts)
 
     def any_rule(self) -> str:
@@ -3201,7 +3202,8 @@ def _key_excluding(listed: set, *, raw: bool = False) -> str:
     terminal that dies on an escape splits every counter state in two). Names with characters
     outside the BMP (or lone surrogates) keep the older form, raw spelling up to the point of
     departure (sound, but a key spelled with escapes there is not accepted); so do tries whose
-    exact form would exceed MAX_TERMINAL_CHARS (`raw`)."""
+    exact form would exceed MAX_TERMINAL_CHARS, and callers asking for `raw` (schemas without
+    length-bounded strings, where the smaller raw-only automaton is the better trade)."""
     if not listed:
         return JSON_STRING
     trie: dict = {}

@@ -22,7 +22,7 @@ from re import _parser as sre_parse  # type: ignore[attr-defined]
 import numpy as np
 
 from ..errors import GrammarError, UnsupportedFeatureError
-from .bytedfa import _SURROGATES, MAX_UNICODE, ByteDFA, complement, determinise, intersect, utf8_sequences
+from .bytedfa import MAX_UNICODE, ByteDFA, complement, determinise, intersect, utf8_sequences
 
 Ranges = tuple[tuple[int, int], ...]
 
@@ -408,8 +408,8 @@ def _compile_regex(pattern: str, max_nfa_states: int, max_dfa_states: int, time_
     budget = _Budget(pattern, max_nfa_states=max_nfa_states, max_dfa_states=max_dfa_states, time_budget_s=time_budget_s)
     tree = sre_parse.parse(strip_anchors(pattern))
     flags = tree.state.flags
-    literal = _literal_bytes(tree, flags)
-    if literal is not None and len(literal) < budget.max_dfa_states:
+    literal = _literal_run(tree, flags)  # one fixed string: most terminals of a JSON Schema grammar
+    if literal and len(literal) < budget.max_dfa_states:
         return literal_dfa(literal)
     alts = [_leading_lookaheads(alt) for alt in _top_alternatives(tree)]
     if not any(heads for heads, _rest in alts):
@@ -437,19 +437,6 @@ def _compile_regex(pattern: str, max_nfa_states: int, max_dfa_states: int, time_
         nfa.eps[start].append(base + dfa.initial)
         finals.update(base + int(q) for q in np.flatnonzero(dfa.accepting))
     return determinise(edges, start, finals, eps=nfa.eps, max_states=budget.max_dfa_states, check_time=budget.check_time)
-
-
-def _literal_bytes(tree, flags: int) -> bytes | None:
-    """The UTF-8 bytes of a pattern that is one fixed string (most terminals of a JSON Schema
-    grammar: keys, punctuation, enum values), else None."""
-    if flags & re.IGNORECASE:
-        return None
-    chars = []
-    for op, arg in tree:
-        if op is not C.LITERAL or _SURROGATES[0] <= arg <= _SURROGATES[1]:
-            return None
-        chars.append(chr(arg))
-    return "".join(chars).encode("utf-8") if chars else None
 
 
 def literal_dfa(data: bytes) -> ByteDFA:
