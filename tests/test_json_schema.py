@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import re
 import random
 import warnings
@@ -1662,3 +1663,21 @@ def test_additional_keys_beside_patterns_cannot_hide_a_match_in_escapes():
         for text in ['{"xa":1}', '{"yb":"s"}', '{"xab":2,"y":"s"}']:
             assert oracle(schema, json.loads(text)), text
             assert accepts(g, text) and engine_accepts(g, text), text
+
+
+def test_grammar_text_does_not_depend_on_the_hash_seed():
+    """The grammar text is a cache key (compile cache, lark's table cache): the same schema has
+    to give the same text in every process, whatever order its sets iterate in."""
+    import subprocess
+    import sys
+
+    schema = {"type": "object", "properties": {k: {"type": "integer"} for k in ("alpha", "beta", "gamma", "delta", "eps")},
+              "additionalProperties": {"type": "string"}}
+    code = ("import json, sys; from guide.grammars.json_schema import schema_to_lark; "
+            "print(schema_to_lark(json.loads(sys.argv[1])).lark_text)")
+    texts = {
+        subprocess.run([sys.executable, "-c", code, json.dumps(schema)], capture_output=True, text=True, check=True,
+                       env={**os.environ, "PYTHONHASHSEED": seed}).stdout
+        for seed in ("1", "2", "3")
+    }
+    assert len(texts) == 1 and "start" in next(iter(texts))

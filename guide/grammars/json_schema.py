@@ -3207,7 +3207,7 @@ def _key_excluding(listed: set, *, raw: bool = False) -> str:
     if not listed:
         return JSON_STRING
     trie: dict = {}
-    for k in listed:
+    for k in sorted(listed):  # a fixed order: the same grammar text in every process
         node = trie
         for ch in k:
             node = node.setdefault(ch, {})
