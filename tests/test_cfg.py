@@ -588,28 +588,36 @@ def test_compile_and_mask_are_fast_enough(smollm2_tokenizer, vocab):
 
 
 @pytest.mark.model
-@pytest.mark.parametrize("name", ["json", "sql"])
+@pytest.mark.parametrize("name", ["json", "sql", "schema"])
 def test_trie_walk_equals_the_per_unit_walk(grammars, vocab, name):
-    """Whole-vocabulary walks step the units' trie level by level; from every reachable lexer
-    state they must give what walking each unit separately gives (the path remainders take)."""
-    c = grammars[name].compile(vocab)
+    """Whole-vocabulary walks step the units' trie, settling a dead prefix's range of units at
+    once; from every reachable lexer state they must give what walking each unit separately
+    gives (the path remainders take)."""
+    if name == "schema":  # length-bounded patterns next to free strings; whitespace ignored inside
+        g = Grammar(
+            'start: "{" KEY ":" (CODE | STR) "}"\nKEY: /"[a-z]+"/\nCODE: /"[A-Z0-9 -]{3,10}"/\n'
+            'STR: /"[^"\\\\]*"/\n%ignore /[ \\t]+/\n'
+        )
+    else:
+        g = grammars[name]
+    c = g.compile(vocab)
     zeros = np.zeros(len(c.all_units), dtype=np.int64)
     checked = 0
     for acc in sorted(set(c.lark_accepts)):
         tr, _best = c.restricted(acc)
         states = {c.lexer.initial} | {int(x) for x in np.unique(tr) if x != c.lexer.dead}
-        for q in sorted(states)[:12]:
+        for q in sorted(states)[:16]:
+            a = c._trie_walk(q, acc)
             b = c._walk(c.all_units, zeros, q, acc)  # unit by unit, as remainders are walked
-            brk, st = c._trie_walk(q, acc)
-            trie = c._walk_result(c.all_units, zeros, q, brk, st, c.restricted(acc)[1], acc)
-            for a in (c._walk(c.all_units, None, q, acc), trie):  # the dispatch, and the trie alone
-                assert np.array_equal(a.inside_ids, b.inside_ids) and np.array_equal(a.inside_ends, b.inside_ends)
-                assert a.term0 == b.term0
-                assert (a.group0 is None) == (b.group0 is None)
-                assert a.group0 is None or np.array_equal(a.group0, b.group0)
-                assert [(t, n.rows.tolist(), n.offs.tolist()) for t, n in a.cross] == [
-                    (t, n.rows.tolist(), n.offs.tolist()) for t, n in b.cross
-                ]
+            order = np.argsort(a.inside_ids)
+            assert np.array_equal(a.inside_ids[order], b.inside_ids)
+            assert np.array_equal(a.inside_ends[order], b.inside_ends)
+            assert a.term0 == b.term0
+            assert (a.group0 is None) == (b.group0 is None)
+            assert a.group0 is None or np.array_equal(a.group0, b.group0)
+            assert [(t, n.rows.tolist(), n.offs.tolist()) for t, n in a.cross] == [
+                (t, n.rows.tolist(), n.offs.tolist()) for t, n in b.cross
+            ]
             checked += 1
     assert checked > 20
 
@@ -635,27 +643,38 @@ def test_same_grammar_text_reuses_its_built_tables_until_cleared():
 @pytest.mark.parametrize("name", ["json", "sql"])
 def test_units_are_the_tokens_as_byte_classes(grammars, vocab, name):
     """The units (from the vocabulary's byte trie, quotiented by the lexer's byte classes) are
-    exactly the distinct class sequences of the tokens, longest first, and their trie spells them."""
+    exactly the distinct class sequences of the tokens, numbered depth-first, so that every trie
+    node spans the contiguous range of units that start with its spelling."""
     c = grammars[name].compile(vocab)
     tb = c.table
     pad = np.arange(tb.data.shape[1])[None, :] >= tb.lengths[:, None]
     seqs = np.where(pad, c.n_cls, c.cls[tb.data])
     assert np.array_equal(c.udata[c.unit_of], seqs)
     assert len(np.unique(c.udata, axis=0)) == len(c.udata) == len(np.unique(seqs, axis=0))
-    assert (np.diff(c.ulen) <= 0).all()
-    assert np.array_equal(c.active, [(c.ulen > j).sum() for j in range(tb.data.shape[1])])
+    assert np.array_equal(c.ulen, (c.udata < c.n_cls).sum(axis=1))
     # same class -> same transitions from every lexer state; different classes differ somewhere
     assert np.array_equal(c.lexer.trans[:, np.arange(256)], c.lexer.trans[:, c.rep[c.cls]])
     assert len(np.unique(c.lexer.trans[:, c.rep].T, axis=0)) == c.n_cls
+    assert c.trie_hi[0][0] == len(c.all_units)
     for j in range(1, len(c.trie_parent)):
-        units, nodes = c.trie_end[j]
-        assert (c.ulen[units] == j).all()
+        nodes = np.arange(len(c.trie_parent[j]))
         node, spelled = nodes, []
         for level in range(j, 0, -1):
             spelled.append(c.trie_cls[level][node])
             node = c.trie_parent[level][node]
-        if len(units):
-            assert np.array_equal(np.stack(spelled[::-1], axis=1), c.udata[units, :j])
+        prefix = np.stack(spelled[::-1], axis=1)  # [nodes, j]
+        lo, hi, unit = c.trie_lo[j], c.trie_hi[j], c.trie_unit[j]
+        # the units of a node's range are exactly those spelled with its prefix, its own (if a
+        # token ends there) last
+        starts = c.udata[:, :j]
+        for v in np.linspace(0, len(nodes) - 1, num=min(len(nodes), 40)).astype(int).tolist():
+            inside = np.flatnonzero((starts == prefix[v]).all(axis=1))
+            assert inside.tolist() == list(range(lo[v], hi[v]))
+            own = inside[c.ulen[inside] == j]
+            assert own.tolist() == ([unit[v]] if unit[v] >= 0 else [])
+            assert unit[v] < 0 or unit[v] == hi[v] - 1
+        first, past = c.trie_kids[j - 1]
+        assert np.array_equal(past - first, np.bincount(c.trie_parent[j], minlength=len(first)))
 
 
 @pytest.mark.model
@@ -684,6 +703,42 @@ def test_background_walks_change_speed_not_masks(smollm2_tokenizer, vocab, monke
     lazy = g.compile(vocab, cache=False)
     assert lazy._precompute_thread is None and len(lazy._walks) == 1  # only the first mask's walk
     assert masks(finished) == racing_masks == masks(lazy)
+
+
+@pytest.mark.model
+def test_lexer_states_alike_under_an_accept_set_share_one_walk(vocab):
+    """A free string's body reached through the prefixes of other (now excluded) terminals is one
+    state under the accept set: those states share a walk. Each shared walk must mask exactly as
+    the state's own walk would: same boundary groups, same tokens inside, whose end states agree
+    on every viability question the masks ask."""
+    text = (
+        'start: "{" KEY ":" (CODE | STR | NUM) "}"\nKEY: /"[a-z]+"/\nCODE: /"[A-Z0-9 -]{3,10}"/\n'
+        'STR: /"[^"\\\\]*"/\nNUM: /"[0-9]{4}"/\n'
+    )
+    c = Grammar(text).compile(vocab, cache=False)
+    assert c.wait_precomputed(timeout=120)
+    lx = c.lexer
+    for acc in sorted(set(c.lark_accepts)):
+        tr, _ = c.restricted(acc)
+        for q in {int(x) for x in np.unique(tr) if x != lx.dead}:
+            c._top_walk(acc, q)
+    assert len(c._class_walks) < len(c._walks)  # some states did share
+    shared = 0
+    for (a, q), w in c._walks.items():
+        own = c._trie_walk(q, a)
+        shared += own is not w
+        assert own.term0 == w.term0 and (own.group0 is None) == (w.group0 is None)
+        assert own.group0 is None or np.array_equal(own.group0, w.group0)
+        assert [(t, n.rows.tolist(), n.offs.tolist()) for t, n in own.cross] == [
+            (t, n.rows.tolist(), n.offs.tolist()) for t, n in w.cross
+        ]
+        assert np.array_equal(own.inside_ids, w.inside_ids)
+        for valid in range(a + 1):
+            if valid & ~a:
+                continue
+            good = c.viable(a, valid)
+            assert np.array_equal(good[own.inside_ends], good[w.inside_ends])
+    assert shared > 0
 
 
 

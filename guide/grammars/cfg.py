@@ -162,6 +162,7 @@ class _Lexer:
     accept_mat: np.ndarray  # bool [n + 1, k]: `accept` as a matrix
     rank: tuple[int, ...]  # terminal indices, best first (priority, string over regex, lark order)
     ignored: int  # bitset of %ignore'd terminals
+    comps: np.ndarray  # int32 [n + 1, k]: each terminal's own (minimal) DFA state in every product state
     initial: int = 0
 
     @property
@@ -262,6 +263,9 @@ def _build_lexer(terminals: list, ignored: set[str], time_budget_s: float, deadl
     table = np.concatenate(rows)
     trans[:n] = np.where(table < 0, n, table)
     states = buf[:n]
+    comps = np.empty((n + 1, k), dtype=np.int32)
+    comps[:n] = states
+    comps[n] = deads
     alive_m = np.zeros((n + 1, k), dtype=bool)  # the last row: the dead state
     alive_m[:n] = states != deads
     accept_m = np.zeros_like(alive_m)
@@ -283,7 +287,7 @@ def _build_lexer(terminals: list, ignored: set[str], time_budget_s: float, deadl
         if term.name in ignored:
             ign |= 1 << t
     return _Lexer(tuple(t.name for t in terminals), trans, bitsets(alive_m), bitsets(accept_m), alive_m, accept_m,
-                  rank, ign)
+                  rank, ign, comps)
 
 
 @dataclass(frozen=True, eq=False)
@@ -649,6 +653,13 @@ class _Walk:
         self.by_valid: dict[int, np.ndarray] = {}
 
 
+def _expand(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """The integers of the ranges [lo, hi), range after range."""
+    counts = hi - lo
+    total = int(counts.sum())
+    return np.repeat(lo - np.cumsum(counts) + counts, counts) + np.arange(total, dtype=np.int64)
+
+
 class _SuffixCache:
     """Values keyed by (key, the top `need` entries of a parser stack).
 
@@ -726,6 +737,8 @@ class GrammarCompiled(Compiled):
         self._preds: dict = {}
         self._viable: dict = {}
         self._walks: dict = {}
+        self._class_walks: dict = {}
+        self._acc_cols: dict[int, np.ndarray] = {}
         self._node_walks: dict = {}
         self._masks = _SuffixCache(_MASK_CACHE_LIMIT)
         self._node_ids: dict[tuple[bytes, bytes], _Node] = {}
@@ -792,6 +805,7 @@ class GrammarCompiled(Compiled):
         bt = table.trie
         depth = table.data.shape[1]
         # the class trie, level by level; maps[j]: byte-trie node at level j -> class-trie node
+        # (nodes of a level are numbered in the order of their spelling, so siblings are adjacent)
         self.trie_parent: list[np.ndarray] = [np.zeros(0, dtype=np.int64)]
         self.trie_cls: list[np.ndarray] = [np.zeros(0, dtype=np.int64)]
         maps = [np.zeros(1, dtype=np.int64)]
@@ -801,35 +815,58 @@ class GrammarCompiled(Compiled):
             maps.append(inv.reshape(-1))
             self.trie_parent.append(uniq // (n_cls + 1))
             self.trie_cls.append(uniq % (n_cls + 1))
-        # units: the distinct class-trie nodes where tokens end, longest first (so that the units
-        # longer than j are a prefix, as in token_index)
+        sizes = [1] + [len(p) for p in self.trie_parent[1:]]
+        # the class-trie nodes where tokens end (rows are longest first: length j is one slice)
         lengths = table.lengths
-        unit_of = np.empty(len(lengths), dtype=np.int64)
-        self.trie_end: list[tuple[np.ndarray, np.ndarray]] = [(np.zeros(0, dtype=np.int64),) * 2] * (depth + 1)
-        ulen_parts, base = [], 0
         bounds = np.searchsorted(-lengths, -np.arange(depth + 2), side="right")  # rows of length >= j: [:bounds[j]]
-        for j in range(depth, 0, -1):
-            lo, hi = int(bounds[j + 1]), int(bounds[j])
-            if lo == hi:
-                continue
-            nodes, inv = np.unique(maps[j][bt.end[lo:hi]], return_inverse=True)
-            unit_of[lo:hi] = base + inv.reshape(-1)
-            self.trie_end[j] = (base + np.arange(len(nodes), dtype=np.int64), nodes)
-            ulen_parts.append(np.full(len(nodes), j, dtype=np.int64))
-            base += len(nodes)
-        self.ulen = np.concatenate(ulen_parts) if ulen_parts else np.zeros(0, dtype=np.int64)
-        n_units = base
-        # each unit's class sequence, read back up the trie (padded with n_cls)
-        udata_t = np.full((depth, n_units), n_cls, dtype=np.uint16)
+        ends: list[np.ndarray] = [np.zeros(0, dtype=np.int64)] * (depth + 1)
+        has_end = [np.zeros(n, dtype=bool) for n in sizes]
+        for j in range(1, depth + 1):
+            ends[j] = maps[j][bt.end[int(bounds[j + 1]) : int(bounds[j])]]
+            has_end[j][ends[j]] = True
+        # Units are the distinct class sequences, numbered depth-first (a node's own unit after its
+        # descendants'), so that every trie node spans a contiguous range of units: a walk that
+        # sees a prefix die settles its whole range at once.
+        size = [np.zeros(0, dtype=np.int64)] * (depth + 1)
+        size[depth] = has_end[depth].astype(np.int64)
+        for j in range(depth - 1, -1, -1):
+            below = np.bincount(self.trie_parent[j + 1], weights=size[j + 1], minlength=sizes[j]).astype(np.int64)
+            size[j] = below + has_end[j]
+        self.trie_lo: list[np.ndarray] = [np.zeros(1, dtype=np.int64)]  # level j: node -> its first unit
+        self.trie_hi: list[np.ndarray] = [size[0]]  # level j: node -> past its last unit
+        self.trie_unit: list[np.ndarray] = [np.full(1, -1, dtype=np.int64)]  # level j: node -> unit ending there, or -1
+        self.trie_kids: list[tuple[np.ndarray, np.ndarray]] = []  # level j: node -> its children's range at j + 1
+        for j in range(1, depth + 1):
+            par = self.trie_parent[j]
+            span = np.arange(sizes[j - 1])
+            first_kid = np.searchsorted(par, span, side="left")
+            self.trie_kids.append((first_kid, np.searchsorted(par, span, side="right")))
+            before = np.cumsum(size[j]) - size[j]
+            lo = self.trie_lo[j - 1][par] + before - before[first_kid[par]]
+            hi = lo + size[j]
+            self.trie_lo.append(lo)
+            self.trie_hi.append(hi)
+            self.trie_unit.append(np.where(has_end[j], hi - 1, -1))
+        self.trie_kids.append((np.zeros(sizes[depth], dtype=np.int64),) * 2)
+        n_units = int(size[0][0])
+        unit_of = np.empty(len(lengths), dtype=np.int64)
+        self.ulen = np.zeros(n_units, dtype=np.int64)
+        for j in range(1, depth + 1):
+            units = self.trie_unit[j][ends[j]]
+            unit_of[int(bounds[j + 1]) : int(bounds[j])] = units
+            self.ulen[self.trie_unit[j][has_end[j]]] = j
+        # each unit's class sequence, read back up the trie (padded with n_cls): remainders of
+        # tokens after a lexeme boundary are walked unit by unit
+        udata = np.full((n_units, depth), n_cls, dtype=np.uint16)
+        cur_units = np.zeros(0, dtype=np.int64)
         cur = np.zeros(0, dtype=np.int64)
         for j in range(depth, 0, -1):
-            nodes = self.trie_end[j][1]
-            cur = np.concatenate([cur, nodes])  # units of length >= j, in unit order
-            udata_t[j - 1, : len(cur)] = self.trie_cls[j][cur]
+            nodes = np.flatnonzero(has_end[j])
+            cur_units = np.concatenate([cur_units, self.trie_unit[j][nodes]])
+            cur = np.concatenate([cur, nodes])
+            udata[cur_units, j - 1] = self.trie_cls[j][cur]
             cur = self.trie_parent[j][cur]
-        self.udata_t = udata_t
-        self.udata = np.ascontiguousarray(udata_t.T)
-        self.active = np.searchsorted(-self.ulen, -np.arange(depth), side="left")  # units longer than j
+        self.udata = udata
         self.unit_of = unit_of
         # token id -> unit, padded to whole mask words; special, empty and padding ids -> the
         # extra unit len(units), which is never chosen
@@ -1108,88 +1145,105 @@ class GrammarCompiled(Compiled):
 
     # -- vocabulary walks ---------------------------------------------------------------------------
 
-    def _trie_walk(self, start: int, acc: int) -> tuple[np.ndarray, np.ndarray]:
-        """Every unit walked from `start`, one trie level at a time: (brk, st) per unit as in
-        `_walk` (brk -1 inside the lexeme, -2 rejected, else the offset where a lexeme ends; st
-        the lexer state at the end, or before the break)."""
+    def _trie_walk(self, start: int, acc: int) -> _Walk:
+        """Every unit walked from lexer state `start`, one trie level at a time, stepping only the
+        prefixes still inside the lexeme: a prefix that ends the lexeme (or is rejected) settles
+        its whole range of units at once, so a walk costs what survives, not the vocabulary."""
         tr, best = self.restricted(acc)
         dead, ncls, init = self.lexer.dead, self.n_cls, self.lexer.initial
         ign = self._ign_best
-        n = len(self.all_units)
-        brk_u = np.empty(n, dtype=np.int64)
-        st_u = np.empty(n, dtype=np.int64)
-        st = np.array([start], dtype=np.int64)
-        brk = np.array([-1], dtype=np.int64)
+        restarts = bool(self.lexer.ignored)
+        nodes = np.zeros(1, dtype=np.int64)  # the running prefixes (trie nodes), and their states
+        states = np.array([start], dtype=np.int64)
+        in_ids: list[np.ndarray] = []
+        in_ends: list[np.ndarray] = []
+        ranges: list[tuple[np.ndarray, np.ndarray, int, np.ndarray]] = []  # (lo, hi, brk, state before)
         for j in range(1, len(self.trie_parent)):
-            par, byte = self.trie_parent[j], self.trie_cls[j]
-            st, brk = st[par], brk[par]
-            run = np.flatnonzero(brk == -1)
-            if run.size:
-                prev = st[run]
-                nxt = tr[prev * ncls + byte[run]]
-                died = nxt == dead
-                if died.any():
+            first, past = self.trie_kids[j - 1]
+            lo, hi = first[nodes], past[nodes]
+            counts = hi - lo
+            total = int(counts.sum())
+            if not total:
+                break
+            if len(nodes) == 1:
+                kids = np.arange(int(lo[0]), int(hi[0]), dtype=np.int64)
+                prev = np.full(total, int(states[0]), dtype=np.int64)
+            else:
+                kids = np.repeat(lo - np.cumsum(counts) + counts, counts) + np.arange(total, dtype=np.int64)
+                prev = np.repeat(states, counts)
+            byte = self.trie_cls[j][kids]
+            nxt = tr[prev * ncls + byte]
+            died = nxt == dead
+            if died.any():
+                if restarts and not (j == 1 and start == init):
                     restart = died & ign[best[prev]]
-                    if j == 1 and start == init:
-                        restart[:] = False
                     if restart.any():
                         # an ignored lexeme ends: lexing restarts inline with this byte
-                        again = tr[init * ncls + byte[run[restart]]]
-                        nxt[restart] = again
-                        gone = run[restart][again == dead]
-                        brk[gone] = -2
+                        nxt[restart] = tr[init * ncls + byte[restart]]
+                        gone = restart & (nxt == dead)
+                        if gone.any():
+                            sel = kids[gone]
+                            ranges.append((self.trie_lo[j][sel], self.trie_hi[j][sel], -2, prev[gone]))
                         died &= ~restart
-                    brk[run[died]] = j - 1
-                    alive = ~died & (brk[run] == -1)
-                    st[run[alive]] = nxt[alive]
-                else:
-                    st[run] = nxt
-            units, nodes = self.trie_end[j]
-            brk_u[units] = brk[nodes]
-            st_u[units] = st[nodes]
-        return brk_u, st_u
+                if died.any():
+                    sel = kids[died]
+                    ranges.append((self.trie_lo[j][sel], self.trie_hi[j][sel], j - 1, prev[died]))
+                live = nxt != dead
+                kids, nxt = kids[live], nxt[live]
+            unit = self.trie_unit[j][kids]
+            ended = unit >= 0
+            in_ids.append(unit[ended])
+            in_ends.append(nxt[ended])
+            nodes, states = kids, nxt
+        w = _Walk(acc)
+        w.inside_ids = np.concatenate(in_ids) if in_ids else np.zeros(0, dtype=np.int64)
+        w.inside_ends = np.concatenate(in_ends) if in_ends else np.zeros(0, dtype=np.int64)
+        for lo, hi, brk, prev in ranges:
+            if brk == 0:
+                if start != init and int(best[start]) >= 0:
+                    w.term0 = int(best[start])
+                    w.group0 = self._pack_ranges(lo, hi)
+                continue
+            if brk < 0:
+                continue
+            terms = best[prev]
+            for t in np.unique(terms).tolist():
+                if t < 0:
+                    continue
+                pick = terms == t
+                units = _expand(lo[pick], hi[pick])
+                w.cross.append((int(t), units, np.full(len(units), brk, dtype=np.int64)))
+        if w.cross:  # one node per terminal, its units in order (nodes are interned by content)
+            by_term: dict[int, list] = {}
+            for t, units, offs in w.cross:
+                by_term.setdefault(t, []).append((units, offs))
+            w.cross = []
+            for t in sorted(by_term):
+                units = np.concatenate([u for u, _ in by_term[t]])
+                offs = np.concatenate([o for _, o in by_term[t]])
+                order = np.argsort(units, kind="stable")
+                w.cross.append((t, self._intern(units[order], offs[order])))
+        return w
 
-    def _walk(self, rows: np.ndarray, offs: np.ndarray | None, start: int, acc: int) -> _Walk:
+    def _walk(self, rows: np.ndarray, offs: np.ndarray, start: int, acc: int) -> _Walk:
+        """Token remainders (unit `rows[i]` from byte `offs[i]`), unit by unit."""
         tr, best = self.restricted(acc)
         dead = self.lexer.dead
-        nxt0 = None
-        if offs is None:
-            if not self._ign_best[best[start]]:
-                nxt0 = tr[start * self.n_cls : (start + 1) * self.n_cls][self.udata_t[0]]
-            if nxt0 is None or 4 * int((nxt0 != dead).sum()) > len(rows):
-                # many tokens go on past their first byte (inside a free string): step the trie of
-                # units, each distinct prefix once; otherwise the few survivors go unit by unit
-                brk, st = self._trie_walk(start, acc)
-                return self._walk_result(rows, np.zeros(len(rows), dtype=np.int64), start, brk, st, best, acc)
         data, lengths, ncls = self.udata, self.ulen, self.n_cls
         n = len(rows)
         st = np.full(n, start, dtype=np.int64)
         brk = np.full(n, -1, dtype=np.int64)
         run = np.arange(n, dtype=np.int64)
-        base = offs if offs is not None else np.zeros(n, dtype=np.int64)
+        base = offs
         rem = lengths[rows] - base
         init = self.lexer.initial
         ign = self._ign_best
         j = 0
-        top = offs is None  # rows are all units, in order: the live ones longer than j are a prefix
-        if nxt0 is not None and n:
-            # first byte: every unit starts in `start`, one look-up over the classes (done above)
-            alive0 = nxt0 != dead
-            brk[~alive0] = 0
-            run = np.flatnonzero(alive0)
-            st[run] = nxt0[run]
-            j = 1
         while run.size:
-            if top:
-                run = run[: np.searchsorted(run, self.active[j]) if j < len(self.active) else 0]
-            else:
-                run = run[rem[run] > j]
+            run = run[rem[run] > j]
             if not run.size:
                 break
-            if top:
-                byte = self.udata_t[j][run].astype(np.int64)
-            else:
-                byte = data[rows[run], base[run] + j].astype(np.int64)
+            byte = data[rows[run], base[run] + j].astype(np.int64)
             nxt = tr[st[run] * ncls + byte]
             died = nxt == dead
             if died.any():
@@ -1256,6 +1310,13 @@ class GrammarCompiled(Compiled):
             node = self._node_ids[key] = _Node(rows, offs)
         return node
 
+    def _pack_ranges(self, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+        """The packed mask of every token whose unit is in one of the disjoint ranges [lo, hi)."""
+        n = len(self.all_units) + 1
+        edge = np.bincount(lo, minlength=n + 1)[:n] - np.bincount(hi, minlength=n + 1)[:n]
+        chosen = np.cumsum(edge) > 0  # the last slot (never allowed) is past every range
+        return np.packbits(chosen[self.unit_of_id], bitorder="little").view("<i4").astype(np.int32, copy=False)
+
     def _pack(self, units: np.ndarray) -> np.ndarray:
         """The packed mask of every token whose unit is in `units`."""
         chosen = np.zeros(len(self.all_units) + 1, dtype=bool)  # the last slot: never allowed
@@ -1271,12 +1332,25 @@ class GrammarCompiled(Compiled):
         return hit
 
     def _top_walk(self, acc: int, q: int) -> _Walk:
-        reduced = acc & self.lexer.alive[q]
+        lx = self.lexer
+        reduced = acc & lx.alive[q]
         # Walks restart after an ignored lexeme, and then every terminal of `acc` matters.
-        key = (acc if reduced & self.lexer.ignored else reduced, q)
+        key = (acc if reduced & lx.ignored else reduced, q)
         w = self._walks.get(key)
         if w is None:
-            w = self._walks[key] = self._walk(self.all_units, None, q, key[0])
+            # Under the accept set, a product state behaves as the tuple of its terminals' own
+            # states restricted to that set: states that agree there (a free string's body reached
+            # through the prefixes of other, now excluded, terminals) share one walk. Its
+            # end states differ from q's own only within such classes, which `viable` cannot tell apart.
+            cols = self._acc_cols.get(key[0])
+            if cols is None:
+                cols = self._acc_cols[key[0]] = np.array([t for t in range(len(lx.names)) if (key[0] >> t) & 1],
+                                                       dtype=np.int64)
+            ckey = (key[0], q == lx.initial, lx.comps[q, cols].tobytes())
+            w = self._class_walks.get(ckey)
+            if w is None:
+                w = self._class_walks[ckey] = self._trie_walk(q, key[0])
+            self._walks[key] = w
         return w
 
     def _node_walk(self, node: _Node, acc: int) -> _Walk:
