@@ -649,9 +649,10 @@ def test_units_are_the_tokens_as_byte_classes(grammars, vocab, name):
     tb = c.table
     pad = np.arange(tb.data.shape[1])[None, :] >= tb.lengths[:, None]
     seqs = np.where(pad, c.n_cls, c.cls[tb.data])
-    assert np.array_equal(c.udata[c.unit_of], seqs)
-    assert len(np.unique(c.udata, axis=0)) == len(c.udata) == len(np.unique(seqs, axis=0))
-    assert np.array_equal(c.ulen, (c.udata < c.n_cls).sum(axis=1))
+    udata = seqs[c.unit_row]  # each unit spelled by its representative token
+    assert np.array_equal(udata[c.unit_of], seqs)
+    assert len(np.unique(udata, axis=0)) == len(udata) == len(np.unique(seqs, axis=0))
+    assert np.array_equal(c.ulen, (udata < c.n_cls).sum(axis=1))
     # same class -> same transitions from every lexer state; different classes differ somewhere
     assert np.array_equal(c.lexer.trans[:, np.arange(256)], c.lexer.trans[:, c.rep[c.cls]])
     assert len(np.unique(c.lexer.trans[:, c.rep].T, axis=0)) == c.n_cls
@@ -666,7 +667,7 @@ def test_units_are_the_tokens_as_byte_classes(grammars, vocab, name):
         lo, hi, unit = c.trie_lo[j], c.trie_hi[j], c.trie_unit[j]
         # the units of a node's range are exactly those spelled with its prefix, its own (if a
         # token ends there) last
-        starts = c.udata[:, :j]
+        starts = udata[:, :j]
         for v in np.linspace(0, len(nodes) - 1, num=min(len(nodes), 40)).astype(int).tolist():
             inside = np.flatnonzero((starts == prefix[v]).all(axis=1))
             assert inside.tolist() == list(range(lo[v], hi[v]))

@@ -84,6 +84,7 @@ _CACHE_LIMIT = 200_000
 # first mask is ready: it overlaps the model's forward passes (torch releases the GIL) instead of
 # delaying the first token.
 _PRECOMPUTE_BUDGET_S = 0.25
+_DENSE_KEYS = 1 << 21  # class-trie levels with fewer possible (parent, class) keys are deduplicated by marking
 _END = "$END"
 
 # lark's common.lark terminals whose compiled regexes use lookaround, mapped to equivalent
@@ -809,9 +810,18 @@ class GrammarCompiled(Compiled):
         self.trie_parent: list[np.ndarray] = [np.zeros(0, dtype=np.int64)]
         self.trie_cls: list[np.ndarray] = [np.zeros(0, dtype=np.int64)]
         maps = [np.zeros(1, dtype=np.int64)]
+        rank = np.empty(_DENSE_KEYS, dtype=np.int64)  # untouched pages cost nothing
         for j in range(1, depth + 1):
+            span = len(self.trie_parent[j - 1]) if j > 1 else 1
             key = maps[-1][bt.parent[j]] * (n_cls + 1) + self.cls[bt.byte[j]]
-            uniq, inv = np.unique(key, return_inverse=True)
+            if span * (n_cls + 1) <= _DENSE_KEYS:  # distinct keys by marking (np.unique sorts)
+                seen = np.zeros(span * (n_cls + 1), dtype=bool)
+                seen[key] = True
+                uniq = np.flatnonzero(seen)
+                rank[uniq] = np.arange(len(uniq))
+                inv = rank[key]
+            else:
+                uniq, inv = np.unique(key, return_inverse=True)
             maps.append(inv.reshape(-1))
             self.trie_parent.append(uniq // (n_cls + 1))
             self.trie_cls.append(uniq % (n_cls + 1))
@@ -838,9 +848,9 @@ class GrammarCompiled(Compiled):
         self.trie_kids: list[tuple[np.ndarray, np.ndarray]] = []  # level j: node -> its children's range at j + 1
         for j in range(1, depth + 1):
             par = self.trie_parent[j]
-            span = np.arange(sizes[j - 1])
-            first_kid = np.searchsorted(par, span, side="left")
-            self.trie_kids.append((first_kid, np.searchsorted(par, span, side="right")))
+            past_kid = np.cumsum(np.bincount(par, minlength=sizes[j - 1]))
+            first_kid = past_kid - np.bincount(par, minlength=sizes[j - 1])
+            self.trie_kids.append((first_kid, past_kid))
             before = np.cumsum(size[j]) - size[j]
             lo = self.trie_lo[j - 1][par] + before - before[first_kid[par]]
             hi = lo + size[j]
@@ -855,18 +865,10 @@ class GrammarCompiled(Compiled):
             units = self.trie_unit[j][ends[j]]
             unit_of[int(bounds[j + 1]) : int(bounds[j])] = units
             self.ulen[self.trie_unit[j][has_end[j]]] = j
-        # each unit's class sequence, read back up the trie (padded with n_cls): remainders of
-        # tokens after a lexeme boundary are walked unit by unit
-        udata = np.full((n_units, depth), n_cls, dtype=np.uint16)
-        cur_units = np.zeros(0, dtype=np.int64)
-        cur = np.zeros(0, dtype=np.int64)
-        for j in range(depth, 0, -1):
-            nodes = np.flatnonzero(has_end[j])
-            cur_units = np.concatenate([cur_units, self.trie_unit[j][nodes]])
-            cur = np.concatenate([cur, nodes])
-            udata[cur_units, j - 1] = self.trie_cls[j][cur]
-            cur = self.trie_parent[j][cur]
-        self.udata = udata
+        # one token row per unit: remainders of tokens after a lexeme boundary are walked unit by
+        # unit, reading that row's bytes through the classes
+        self.unit_row = np.empty(n_units, dtype=np.int64)
+        self.unit_row[unit_of] = np.arange(len(unit_of), dtype=np.int64)
         self.unit_of = unit_of
         # token id -> unit, padded to whole mask words; special, empty and padding ids -> the
         # extra unit len(units), which is never chosen
@@ -1229,7 +1231,8 @@ class GrammarCompiled(Compiled):
         """Token remainders (unit `rows[i]` from byte `offs[i]`), unit by unit."""
         tr, best = self.restricted(acc)
         dead = self.lexer.dead
-        data, lengths, ncls = self.udata, self.ulen, self.n_cls
+        data, lengths, ncls, cls = self.table.data, self.ulen, self.n_cls, self.cls
+        tok_rows = self.unit_row[rows]
         n = len(rows)
         st = np.full(n, start, dtype=np.int64)
         brk = np.full(n, -1, dtype=np.int64)
@@ -1243,7 +1246,7 @@ class GrammarCompiled(Compiled):
             run = run[rem[run] > j]
             if not run.size:
                 break
-            byte = data[rows[run], base[run] + j].astype(np.int64)
+            byte = cls[data[tok_rows[run], base[run] + j]]
             nxt = tr[st[run] * ncls + byte]
             died = nxt == dead
             if died.any():
