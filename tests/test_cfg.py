@@ -746,10 +746,9 @@ def test_lexer_states_alike_under_an_accept_set_share_one_walk(vocab):
 
 def _reference_lexer(terminals):
     """The product lexer built state by state (the plain breadth-first construction)."""
-    from guide.grammars.cfg import _terminal_regex
-    from guide.grammars.regex import Regex
+    from guide.grammars.cfg import _terminal_dfa
 
-    dfas = [Regex(_terminal_regex(t)).byte_dfa() for t in terminals]
+    dfas = [_terminal_dfa(t) for t in terminals]
     start = tuple(d.initial for d in dfas)
     deads = tuple(d.dead for d in dfas)
     order, ids, trans = [start], {}, []

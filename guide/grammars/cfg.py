@@ -62,8 +62,8 @@ import numpy as np
 from ..bitmask import bitmask_width, bits_from_ids
 from ..constraint import Compiled, Constraint, Matcher
 from ..errors import EmptyLanguageError, GrammarError, UnsupportedFeatureError
-from .bytedfa import unique_rows
-from .re_compile import clear_regex_memo
+from .bytedfa import ByteDFA, unique_rows
+from .re_compile import DEFAULT_MAX_DFA_STATES, clear_regex_memo, registered_builder
 from .regex import Regex
 from .token_index import token_table
 
@@ -180,6 +180,16 @@ def _terminal_regex(term) -> str:
     return _known_lookaround_terminals().get(regexp, regexp)
 
 
+def _terminal_dfa(term) -> ByteDFA:
+    """A terminal's automaton: built by its generator where one registered it for the terminal's
+    source text (JSON Schema's excluded keys), else compiled from its regex."""
+    raw = getattr(term.pattern, "raw", None)  # older lark: no source text
+    build = registered_builder("lark:" + raw) if raw else None
+    if build is not None:
+        return build(DEFAULT_MAX_DFA_STATES)
+    return Regex(_terminal_regex(term)).byte_dfa()
+
+
 def _build_lexer(terminals: list, ignored: set[str], time_budget_s: float, deadline: float) -> _Lexer:
     from lark.lexer import PatternStr
 
@@ -190,9 +200,8 @@ def _build_lexer(terminals: list, ignored: set[str], time_budget_s: float, deadl
                 f"compiling the {len(terminals)} terminals of the grammar exceeded the "
                 f"{time_budget_s:g} s budget (at {term.name}); simplify it or raise time_budget_s"
             )
-        regexp = _terminal_regex(term)
         try:
-            dfa = Regex(regexp).byte_dfa()
+            dfa = _terminal_dfa(term)
         except UnsupportedFeatureError as exc:
             raise UnsupportedFeatureError(
                 f"terminal {term.name} (/{term.pattern.value[:120]}/) cannot be compiled to an automaton: {exc}",

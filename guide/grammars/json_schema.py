@@ -3244,6 +3244,16 @@ def _key_excluding(listed: set, *, raw: bool = False) -> str:
     regex = '"(?:' + body + ("|" + e if e is not None else "") + ')"'
     if exact and len(regex) > MAX_TERMINAL_CHARS:  # very many or long names: the raw-only form
         return _key_excluding(listed, raw=True)
+    from .key_automaton import excluded_keys_dfa
+    from .re_compile import register_builder
+
+    names = frozenset(listed)
+
+    def build(max_states: int):
+        return excluded_keys_dfa(names, exact=exact, max_states=max_states)
+
+    register_builder(regex, build)
+    register_builder(f"lark:/{_lark_regex(regex)}/", build)  # as the grammar's terminal spells it
     return regex
 
 

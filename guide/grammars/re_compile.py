@@ -16,6 +16,7 @@ import re
 import sys
 import threading
 import time
+from collections.abc import Callable
 from re import _constants as C  # type: ignore[attr-defined]  # Python >= 3.11
 from re import _parser as sre_parse  # type: ignore[attr-defined]
 
@@ -377,6 +378,28 @@ class _DFAMemo:
 _MEMO = _DFAMemo(max_bytes=64 << 20, max_entry_bytes=4 << 20)
 
 
+_BUILDERS: dict[str, Callable[[int], ByteDFA]] = {}
+_BUILDERS_LIMIT = 1024
+_BUILDERS_LOCK = threading.Lock()
+
+
+def register_builder(key: str, build: Callable[[int], ByteDFA]) -> None:
+    """Have `compile_regex(key)` call `build(max_dfa_states)` instead of parsing the pattern: for
+    generated patterns whose automaton their generator builds faster (the same language: the
+    pattern stays the grammar's text, and without the registration it compiles the slow way).
+    A key "lark:/.../" names the pattern as a lark grammar spells it (`registered_builder`).
+    Remembered for the last 1024 keys of the process."""
+    with _BUILDERS_LOCK:
+        _BUILDERS.pop(key, None)
+        _BUILDERS[key] = build
+        while len(_BUILDERS) > _BUILDERS_LIMIT:
+            _BUILDERS.pop(next(iter(_BUILDERS)))
+
+
+def registered_builder(key: str) -> Callable[[int], ByteDFA] | None:
+    return _BUILDERS.get(key)
+
+
 def clear_regex_memo() -> None:
     """Forget the automata built so far (benchmarks timing cold compiles call this)."""
     _MEMO.clear()
@@ -399,7 +422,11 @@ def compile_regex(
     key = (pattern, max_nfa_states, max_dfa_states)
     dfa = _MEMO.get(key)
     if dfa is None:
-        dfa = _compile_regex(pattern, max_nfa_states, max_dfa_states, time_budget_s)
+        build = _BUILDERS.get(pattern)
+        if build is not None:
+            dfa = build(max_dfa_states)
+        else:
+            dfa = _compile_regex(pattern, max_nfa_states, max_dfa_states, time_budget_s)
         _MEMO.put(key, dfa)
     return dfa
 
