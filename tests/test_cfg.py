@@ -706,6 +706,72 @@ def test_background_walks_change_speed_not_masks(smollm2_tokenizer, vocab, monke
     assert masks(finished) == racing_masks == masks(lazy)
 
 
+_EXIT_SCRIPT = """
+import sys
+import guide.grammars.cfg as cfg
+from guide.grammars.cfg import builtin
+from guide.vocab import Vocabulary
+from transformers import AutoTokenizer
+cfg._PRECOMPUTE_BUDGET_S = 30.0
+vocab = Vocabulary.from_tokenizer(AutoTokenizer.from_pretrained(sys.argv[1]))
+compiled = [builtin(name).compile(vocab, cache=False) for name in ("json", "sql")]
+assert all(c._precompute_thread.is_alive() for c in compiled)
+sys.exit(0)  # with the background walks in full swing
+"""
+
+
+@pytest.mark.model
+def test_exit_during_background_walks_is_clean(smollm2_tokenizer, tmp_path):
+    """The interpreter exits while the background walks run: they stop between walks (a daemon
+    thread killed inside numpy's C++ code during finalisation aborted about half of these
+    processes, rc 134 "terminate called without an active exception")."""
+    import subprocess
+    import sys
+    import time
+
+    smollm2_tokenizer.save_pretrained(tmp_path)
+    for _ in range(5):
+        start = time.monotonic()
+        done = subprocess.run([sys.executable, "-c", _EXIT_SCRIPT, str(tmp_path)], capture_output=True, text=True,
+                              timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert "terminate called" not in done.stderr
+        assert time.monotonic() - start < 120  # stopped, not run to its 30 s budget
+
+
+def _viable_reference(c, acc: int, valid: int) -> np.ndarray:
+    """Fixpoint over the restricted transitions: a state is viable when its best terminal is
+    valid, or some byte leads to a viable state."""
+    tr, best = c.restricted(acc)
+    n = c.lexer.dead
+    tr = tr.reshape(n + 1, c.n_cls)
+    good = np.array([b >= 0 and (valid >> int(b)) & 1 == 1 for b in best])
+    good[n] = False
+    while True:
+        nxt = good | good[tr].any(axis=1)
+        nxt[n] = False
+        if (nxt == good).all():
+            return good
+        good = nxt
+
+
+@pytest.mark.model
+@pytest.mark.parametrize("name", ["json", "sql"])
+def test_viable_equals_the_fixpoint(grammars, vocab, name):
+    """`viable` takes a shortcut when every terminal of the accept set is valid, and a backward
+    search over the predecessor lists otherwise; both must give the plain fixpoint."""
+    c = grammars[name].compile(vocab)
+    checked = 0
+    for acc in sorted(set(c.lark_accepts))[:12]:
+        terms = [t for t in range(len(c.lexer.names)) if (acc >> t) & 1]
+        subsets = {acc, 0, acc & ~(1 << terms[0])} | {1 << t for t in terms[:4]}
+        for valid in sorted(subsets):
+            c._viable.clear()
+            assert np.array_equal(c.viable(acc, valid), _viable_reference(c, acc, valid)), (acc, valid)
+            checked += 1
+    assert checked > 20
+
+
 @pytest.mark.model
 def test_lexer_states_alike_under_an_accept_set_share_one_walk(vocab):
     """A free string's body reached through the prefixes of other (now excluded) terminals is one

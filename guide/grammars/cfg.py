@@ -48,6 +48,7 @@ differently; regex classes ``\d``, ``\w``, ``\s`` are ASCII-only here (lark's ar
 
 from __future__ import annotations
 
+import atexit
 import gc
 import threading
 import time
@@ -86,6 +87,17 @@ _CACHE_LIMIT = 200_000
 _PRECOMPUTE_BUDGET_S = 0.25
 _DENSE_KEYS = 1 << 21  # class-trie levels with fewer possible (parent, class) keys are deduplicated by marking
 _END = "$END"
+# Background walks stop when the interpreter exits: a daemon thread killed inside numpy's C++
+# code during finalisation aborts the process ("terminate called without an active exception").
+_EXITING = threading.Event()
+_WALKERS: set[threading.Thread] = set()
+
+
+@atexit.register
+def _stop_background_walks() -> None:
+    _EXITING.set()
+    for t in list(_WALKERS):
+        t.join(timeout=10)
 
 # lark's common.lark terminals whose compiled regexes use lookaround, mapped to equivalent
 # lookaround-free regexes (lark's `.` excludes "\n", so these do too).
@@ -744,6 +756,7 @@ class GrammarCompiled(Compiled):
         self._node_cache = _SuffixCache(_MASK_CACHE_LIMIT)
         self._best: dict = {}
         self._restricted: dict = {}
+        self._alive_under: dict[int, np.ndarray] = {}  # acc -> bool [n + 1]: some terminal of acc alive
         self._preds: dict = {}
         self._viable: dict = {}
         self._walks: dict = {}
@@ -765,6 +778,7 @@ class GrammarCompiled(Compiled):
             self._precompute_thread = threading.Thread(
                 target=self._precompute_guarded, args=(_PRECOMPUTE_BUDGET_S,), name="guide-precompute", daemon=True
             )
+            _WALKERS.add(self._precompute_thread)
             self._precompute_thread.start()
 
     @property
@@ -795,6 +809,8 @@ class GrammarCompiled(Compiled):
             self._precompute(budget_s)
         except BaseException as exc:  # noqa: BLE001
             self._precompute_error = exc
+        finally:
+            _WALKERS.discard(threading.current_thread())
 
     def _build_units(self) -> None:
         """Tokens as sequences of byte classes (bytes the lexer cannot tell apart), deduplicated:
@@ -941,7 +957,7 @@ class GrammarCompiled(Compiled):
                 if r != lx.dead and (acc, r) not in seen:
                     seen.add((acc, r))
                     queue.append((acc, r))
-            if time.thread_time() > deadline:
+            if time.thread_time() > deadline or _EXITING.is_set():
                 return
             time.sleep(0)
         while todo_nodes:
@@ -952,7 +968,7 @@ class GrammarCompiled(Compiled):
             w = self._node_walk(node, acc)
             for term, child in w.cross:
                 todo_nodes.extend((child, a) for a in self._after[term])
-            if time.thread_time() > deadline:
+            if time.thread_time() > deadline or _EXITING.is_set():
                 return
             time.sleep(0)
 
@@ -1101,6 +1117,7 @@ class GrammarCompiled(Compiled):
             tr = np.where(alive[trans], trans, lx.dead).astype(np.int32).reshape(-1)  # int32: half the memory
             ranked = self._accept_ranked & in_acc[self._rank]  # [n + 1, k], columns best first
             best = np.where(ranked.any(axis=1), self._rank[ranked.argmax(axis=1)], -1).astype(np.int64)
+            self._alive_under[acc] = alive
             hit = self._restricted[acc] = (tr, best)
         return hit
 
@@ -1108,6 +1125,12 @@ class GrammarCompiled(Compiled):
         """bool [n + 1]: the lexeme can still grow (under `acc`) into one lexed as a `valid` terminal."""
         key = (acc, valid)
         hit = self._viable.get(key)
+        if hit is None and valid & acc == acc:
+            # every terminal of `acc` is valid: a lexeme that can still grow into any of them
+            # grows into one lexed as some terminal of `acc` (the terminals' own automata are trimmed)
+            self.restricted(acc)
+            hit = self._viable[key] = self._alive_under[acc].copy()
+            hit[self.lexer.dead] = False
         if hit is None:
             _tr, best = self.restricted(acc)
             n = self.lexer.dead
@@ -1144,14 +1167,13 @@ class GrammarCompiled(Compiled):
         if hit is None:
             tr, _best = self.restricted(acc)
             n = self.lexer.dead
-            src = np.repeat(np.arange(n + 1, dtype=np.int32), self.n_cls)
-            keep = (tr != n) & (src != n)
-            dst, src = tr[keep], src[keep]
-            pair = np.unique(dst.astype(np.int64) * (n + 1) + src)
-            dst, src = pair // (n + 1), (pair % (n + 1)).astype(np.int32)
+            keep = np.flatnonzero(tr[: n * self.n_cls] != n)  # the dead state has no edges
+            dst = tr[keep]
+            src = (keep // self.n_cls).astype(np.int32)
+            order = np.argsort(dst, kind="stable")  # a state reached by several classes repeats: harmless
             indptr = np.zeros(n + 2, dtype=np.int64)
-            np.add.at(indptr, dst + 1, 1)
-            hit = self._preds[acc] = (np.cumsum(indptr), src)
+            indptr[1:] = np.cumsum(np.bincount(dst, minlength=n + 1))
+            hit = self._preds[acc] = (indptr, src[order])
         return hit
 
     # -- vocabulary walks ---------------------------------------------------------------------------

@@ -109,7 +109,8 @@ def excluded_keys_dfa(listed: set[str], *, exact: bool, max_states: int) -> Byte
             node = node.setdefault(ch, {})
         node[None] = {}
     # States past the tail: one per trie node, and one per proper prefix of its children's
-    # spellings. Built breadth-first; `pending` holds (state, trie node, spelling prefix).
+    # spellings, trie node after trie node (breadth-first). A row's entry is a state number, -2
+    # (dead) or -3 - i (trie node i, whose state number is known once it is reached).
     rows: list[np.ndarray] = []
     tail = _tail_rows(-2)  # -2: dead, renumbered at the end
     state_of: dict[int, int] = {}
