@@ -1231,6 +1231,7 @@ class GrammarCompiled(Compiled):
         w = _Walk(acc)
         w.inside_ids = np.concatenate(in_ids) if in_ids else np.zeros(0, dtype=np.int64)
         w.inside_ends = np.concatenate(in_ends) if in_ends else np.zeros(0, dtype=np.int64)
+        by_term: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {}  # lexemes ending inside tokens
         for lo, hi, brk, prev in ranges:
             if brk == 0:
                 if start != init and int(best[start]) >= 0:
@@ -1241,21 +1242,14 @@ class GrammarCompiled(Compiled):
                 continue
             terms = best[prev]
             for t in np.unique(terms).tolist():
-                if t < 0:
-                    continue
-                pick = terms == t
-                units = _expand(lo[pick], hi[pick])
-                w.cross.append((int(t), units, np.full(len(units), brk, dtype=np.int64)))
-        if w.cross:  # one node per terminal, its units in order (nodes are interned by content)
-            by_term: dict[int, list] = {}
-            for t, units, offs in w.cross:
-                by_term.setdefault(t, []).append((units, offs))
-            w.cross = []
-            for t in sorted(by_term):
-                units = np.concatenate([u for u, _ in by_term[t]])
-                offs = np.concatenate([o for _, o in by_term[t]])
-                order = np.argsort(units, kind="stable")
-                w.cross.append((t, self._intern(units[order], offs[order])))
+                if t >= 0:
+                    units = _expand(lo[terms == t], hi[terms == t])
+                    by_term.setdefault(t, []).append((units, np.full(len(units), brk, dtype=np.int64)))
+        for t in sorted(by_term):  # one node per terminal, its units in order (nodes are interned by content)
+            units = np.concatenate([u for u, _ in by_term[t]])
+            offs = np.concatenate([o for _, o in by_term[t]])
+            order = np.argsort(units, kind="stable")
+            w.cross.append((t, self._intern(units[order], offs[order])))
         return w
 
     def _walk(self, rows: np.ndarray, offs: np.ndarray, start: int, acc: int) -> _Walk:
