@@ -21,7 +21,10 @@ Masks: for a lexer state ``q`` and the set ``A`` of terminals in play, all token
 vocabulary are walked once through the restricted automaton (vectorised, as `token_index.py`,
 over "units": tokens rewritten as sequences of byte classes the lexer cannot tell apart and
 deduplicated, 429 units instead of 49,135 tokens for the arithmetic grammar; a walk of the whole
-vocabulary steps the trie of units level by level, each distinct prefix once); tokens that stay
+vocabulary steps the trie of units level by level, each distinct prefix once, and only the
+prefixes still inside the lexeme: units are numbered depth-first, so a prefix that ends the
+lexeme settles its whole range of units at once); lexer states that agree under ``A`` (their
+terminals' own automaton states, for the terminals of ``A``) share one walk; tokens that stay
 inside the lexeme form one bitmask (kept when the lexeme can still become a terminal the parser
 takes); an ``%ignore``d lexeme boundary restarts lexing inside the same walk; tokens that cross
 another boundary are grouped by the terminal that ends it and their remainders form a smaller
