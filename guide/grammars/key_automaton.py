@@ -85,9 +85,11 @@ def _generic(prefix: bytes, exact: bool) -> int | None:
 def _spellings(ch: str, exact: bool) -> list[bytes]:
     """The byte spellings of `ch` that continue a name (hex digits in lowercase: both cases of a
     \\u escape's letters are added where rows are filled)."""
-    canonical = json.dumps(ch, ensure_ascii=False)[1:-1].encode()
     if not exact:
-        return [canonical]
+        try:
+            return [json.dumps(ch, ensure_ascii=False)[1:-1].encode()]
+        except UnicodeEncodeError:  # a lone surrogate: JSON writes it raw, UTF-8 cannot
+            return []
     cp = ord(ch)
     out = [f"\\u{cp:04x}".encode()]
     if cp in _SHORT:
@@ -123,12 +125,13 @@ def excluded_keys_dfa(listed: set[str], *, exact: bool, max_states: int) -> Byte
         # the spelling trie of this node's children: prefix -> {next byte: target}
         steps: dict[bytes, dict[int, object]] = {}
         for ch, child in node.items():
-            if ch is None:
+            spellings = [] if ch is None else _spellings(ch, exact)
+            if not spellings:  # the end mark, or a name no byte string spells
                 continue
             if id(child) not in index_of:
                 index_of[id(child)] = len(nodes)
                 nodes.append(child)
-            for sp in _spellings(ch, exact):
+            for sp in spellings:
                 for j in range(len(sp)):
                     steps.setdefault(sp[:j], {})[sp[j]] = child if j == len(sp) - 1 else sp[: j + 1]
         prefixes = [b""] + sorted((p for p in steps if p), key=lambda p: (len(p), p))
