@@ -39,7 +39,7 @@ _LEAD_STATE = {**{b: _C1 for b in range(0xC2, 0xE0)}, 0xE0: _E0, **{b: _C2 for b
 
 
 def _tail_rows(dead: int) -> np.ndarray:
-    rows = np.full((_TAIL, 256), dead, dtype=np.int64)
+    rows = np.full((_TAIL, 256), dead, dtype=np.int32)
     free = rows[_FREE]
     free[0x20:0x80] = _FREE
     free[_QUOTE] = _FINAL
@@ -139,7 +139,7 @@ def excluded_keys_dfa(listed: set[str], *, exact: bool, max_states: int) -> Byte
         for p in prefixes:
             local[p] = len(rows) + _TAIL
             g = _generic(p, exact)
-            row = tail[g].copy() if g is not None else np.full(256, -2, dtype=np.int64)
+            row = tail[g].copy() if g is not None else np.full(256, -2, dtype=np.int32)
             if not p:
                 row[_QUOTE] = -2 if None in node else _FINAL
                 if not exact:  # a raw key leaves by a raw character, never by an escape
@@ -161,7 +161,7 @@ def excluded_keys_dfa(listed: set[str], *, exact: bool, max_states: int) -> Byte
                 f"the key automaton of {len(listed)} names exceeds {max_states} states; "
                 "simplify the schema or raise `max_dfa_states`"
             )
-    table = np.concatenate([tail, np.array(rows, dtype=np.int64).reshape(-1, 256)])
+    table = np.concatenate([tail, np.array(rows, dtype=np.int32).reshape(-1, 256)])
     node_state = np.array([state_of[id(nd)] for nd in nodes], dtype=np.int64)
     trie_ref = table <= -3
     table[trie_ref] = node_state[-3 - table[trie_ref]]
