@@ -178,7 +178,7 @@ class _Lexer:
     accept_mat: np.ndarray  # bool [n + 1, k]: `accept` as a matrix
     rank: tuple[int, ...]  # terminal indices, best first (priority, string over regex, lark order)
     ignored: int  # bitset of %ignore'd terminals
-    comps: np.ndarray  # int32 [n + 1, k]: each terminal's own (minimal) DFA state in every product state
+    comps: np.ndarray  # int16/int32 [n + 1, k]: each terminal's own (minimal) DFA state in every product state
     initial: int = 0
 
     @property
@@ -288,7 +288,7 @@ def _build_lexer(terminals: list, ignored: set[str], time_budget_s: float, deadl
     table = np.concatenate(rows)
     trans[:n] = np.where(table < 0, n, table)
     states = buf[:n]
-    comps = np.empty((n + 1, k), dtype=np.int32)
+    comps = np.empty((n + 1, k), dtype=np.int16 if int(deads.max(initial=0)) < 2**15 else np.int32)
     comps[:n] = states
     comps[n] = deads
     alive_m = np.zeros((n + 1, k), dtype=bool)  # the last row: the dead state
