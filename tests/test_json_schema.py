@@ -1681,3 +1681,17 @@ def test_grammar_text_does_not_depend_on_the_hash_seed():
         for seed in ("1", "2", "3")
     }
     assert len(texts) == 1 and "start" in next(iter(texts))
+
+
+def test_lone_surrogates_are_written_escaped():
+    """A property name or enum string with a lone surrogate (valid JSON: `"\\ud800"`) cannot be
+    written raw in UTF-8: guide writes it as a lowercase \\u escape (it failed as a key that
+    matches no string)."""
+    from guide.grammars.cfg import Grammar
+
+    schema = {"type": "object", "properties": {"a\ud800": {"enum": ["x\udc00", "y"]}},
+              "required": ["a\ud800"], "additionalProperties": {"type": "integer"}}
+    g = Grammar(schema_to_lark(schema).lark_text)
+    assert g.parses('{"a\\ud800":"x\\udc00"}') and g.parses('{"a\\ud800":"y","b":1}')
+    assert not g.parses('{"a\\ud800":"x\\udc00","a\\ud800":1}')  # the listed name is no extra key
+    assert not g.parses('{"a\\ud800":"x"}')

@@ -68,6 +68,9 @@ def test_names_outside_the_bmp_take_the_raw_form(names):
     built = excluded_keys_dfa(names, exact=False, max_states=1000)
     assert _equivalent(_compile_regex(regex, 100_000, 50_000, 60.0), built) is None
     assert compile_regex(regex) is built or _equivalent(compile_regex(regex), built) is None
+    assert not built.matches(b'"b"') and built.matches(b'"bb"') and built.matches(b'"a"')
+    if "a\ud800" in names:  # written as JSON must write it: escaped
+        assert not built.matches(b'"a\\ud800"') and built.matches(b'"a\\ud800x"')
 
 
 @pytest.mark.parametrize("exact", [True, False])

@@ -973,9 +973,20 @@ def _json_eq(a, b) -> bool:
     return type(a) is type(b) and a == b
 
 
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def json_body(v: str) -> str:
+    """The JSON spelling of the string `v` without its quotes, as guide writes it: JSON's own
+    (`json.dumps(v, ensure_ascii=False)`), except lone surrogates, which UTF-8 cannot carry,
+    written as lowercase \\u escapes."""
+    text = json.dumps(v, ensure_ascii=False)[1:-1]
+    return _LONE_SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
 def _quoted_literal(v: str) -> str:
     """The regex of the JSON string literal `v` as guide writes it."""
-    return '"' + _lit(json.dumps(v, ensure_ascii=False)[1:-1]) + '"'
+    return '"' + _lit(json_body(v)) + '"'
 
 
 def _json_key(v):
@@ -2146,7 +2157,7 @@ class _Compiler:
         raise GrammarError(f"enum/const value {v!r} is not JSON")
 
     def key_term(self, key: str) -> str:
-        return self.term('"' + _lit(json.dumps(key, ensure_ascii=False)[1:-1]) + '"')
+        return self.term(_quoted_literal(key))
 
     # ------------------------------------------------------------------ types
     def typed_part(self, node, ptr, base) -> Part:
@@ -2671,7 +2682,7 @@ class _Compiler:
         member_subs: dict = {}  # key -> the subschemas its value must satisfy
         for k in keys:
             if names is not None and (
-                names is False or not re.fullmatch(names, json.dumps(k, ensure_ascii=False))
+                names is False or not re.fullmatch(names, f'"{json_body(k)}"')
             ):
                 if k in required:
                     return None  # a required name that propertyNames forbids
@@ -3095,7 +3106,7 @@ def _dep_entries(value) -> dict | None:
 
 def _unit(ch: str) -> str:
     """Regex for the canonical JSON spelling of one character (escaped where JSON requires it)."""
-    return _lit(json.dumps(ch, ensure_ascii=False)[1:-1])
+    return _lit(json_body(ch))
 
 
 def _hex4(cp: int) -> str:

@@ -86,10 +86,9 @@ def _spellings(ch: str, exact: bool) -> list[bytes]:
     """The byte spellings of `ch` that continue a name (hex digits in lowercase: both cases of a
     \\u escape's letters are added where rows are filled)."""
     if not exact:
-        try:
-            return [json.dumps(ch, ensure_ascii=False)[1:-1].encode()]
-        except UnicodeEncodeError:  # a lone surrogate: JSON writes it raw, UTF-8 cannot
-            return []
+        from .json_schema import json_body
+
+        return [json_body(ch).encode()]
     cp = ord(ch)
     out = [f"\\u{cp:04x}".encode()]
     if cp in _SHORT:
