@@ -768,7 +768,7 @@ class GrammarCompiled(Compiled):
         self._node_walks: dict = {}
         self._masks = _SuffixCache(_MASK_CACHE_LIMIT)
         self._node_ids: dict[tuple[bytes, bytes], _Node] = {}
-        self._ign_best = self._ignored_of_best()
+        self._ign_best = self._flags(lexer.ignored)
         self._rank = np.array(lexer.rank, dtype=np.int64)
         self._accept_ranked = lexer.accept_mat[:, self._rank]
         self._after: dict[int, tuple[int, ...]] = self._accepts_after()
@@ -876,8 +876,9 @@ class GrammarCompiled(Compiled):
         self.trie_kids: list[tuple[np.ndarray, np.ndarray]] = []  # level j: node -> its children's range at j + 1
         for j in range(1, depth + 1):
             par = self.trie_parent[j]
-            past_kid = np.cumsum(np.bincount(par, minlength=sizes[j - 1]))
-            first_kid = past_kid - np.bincount(par, minlength=sizes[j - 1])
+            kids = np.bincount(par, minlength=sizes[j - 1])
+            past_kid = np.cumsum(kids)
+            first_kid = past_kid - kids
             self.trie_kids.append((first_kid, past_kid))
             before = np.cumsum(size[j]) - size[j]
             lo = self.trie_lo[j - 1][par] + before - before[first_kid[par]]
@@ -888,15 +889,13 @@ class GrammarCompiled(Compiled):
         self.trie_kids.append((np.zeros(sizes[depth], dtype=np.int64),) * 2)
         n_units = int(size[0][0])
         unit_of = np.empty(len(lengths), dtype=np.int64)
-        self.ulen = np.zeros(n_units, dtype=np.int64)
         for j in range(1, depth + 1):
-            units = self.trie_unit[j][ends[j]]
-            unit_of[int(bounds[j + 1]) : int(bounds[j])] = units
-            self.ulen[self.trie_unit[j][has_end[j]]] = j
+            unit_of[int(bounds[j + 1]) : int(bounds[j])] = self.trie_unit[j][ends[j]]
         # one token row per unit: remainders of tokens after a lexeme boundary are walked unit by
         # unit, reading that row's bytes through the classes
         self.unit_row = np.empty(n_units, dtype=np.int64)
         self.unit_row[unit_of] = np.arange(len(unit_of), dtype=np.int64)
+        self.ulen = lengths[self.unit_row]
         self.unit_of = unit_of
         # token id -> unit, padded to whole mask words; special, empty and padding ids -> the
         # extra unit len(units), which is never chosen
@@ -1113,8 +1112,7 @@ class GrammarCompiled(Compiled):
         hit = self._restricted.get(acc)
         if hit is None:
             lx = self.lexer
-            k = len(lx.names)
-            in_acc = np.array([(acc >> t) & 1 for t in range(k)], dtype=bool)
+            in_acc = self._flags(acc)[:-1]
             alive = lx.alive_mat[:, in_acc].any(axis=1)
             trans = lx.trans[:, self.rep]
             tr = np.where(alive[trans], trans, lx.dead).astype(np.int32).reshape(-1)  # int32: half the memory
@@ -1137,10 +1135,7 @@ class GrammarCompiled(Compiled):
         if hit is None:
             _tr, best = self.restricted(acc)
             n = self.lexer.dead
-            good_term = np.zeros(len(self.lexer.names) + 1, dtype=bool)
-            for t in range(len(self.lexer.names)):
-                good_term[t] = (valid >> t) & 1
-            good = good_term[best]  # best == -1 -> last slot, False
+            good = self._flags(valid)[best]  # best == -1 -> last slot, False
             good[n] = False
             # backwards breadth-first search over the restricted transitions: each edge is looked
             # at once (a fixpoint over the whole table cost one full pass per level)
@@ -1193,7 +1188,7 @@ class GrammarCompiled(Compiled):
         states = np.array([start], dtype=np.int64)
         in_ids: list[np.ndarray] = []
         in_ends: list[np.ndarray] = []
-        ranges: list[tuple[np.ndarray, np.ndarray, int, np.ndarray]] = []  # (lo, hi, brk, state before)
+        ranges: list[tuple[np.ndarray, np.ndarray, int, np.ndarray]] = []  # lexeme ends: (lo, hi, brk, state before)
         for j in range(1, len(self.trie_parent)):
             first, past = self.trie_kids[j - 1]
             lo, hi = first[nodes], past[nodes]
@@ -1215,11 +1210,7 @@ class GrammarCompiled(Compiled):
                     restart = died & ign[best[prev]]
                     if restart.any():
                         # an ignored lexeme ends: lexing restarts inline with this byte
-                        nxt[restart] = tr[init * ncls + byte[restart]]
-                        gone = restart & (nxt == dead)
-                        if gone.any():
-                            sel = kids[gone]
-                            ranges.append((self.trie_lo[j][sel], self.trie_hi[j][sel], -2, prev[gone]))
+                        nxt[restart] = tr[init * ncls + byte[restart]]  # dead again: rejected, dropped below
                         died &= ~restart
                 if died.any():
                     sel = kids[died]
@@ -1240,8 +1231,6 @@ class GrammarCompiled(Compiled):
                 if start != init and int(best[start]) >= 0:
                     w.term0 = int(best[start])
                     w.group0 = self._pack_ranges(lo, hi)
-                continue
-            if brk < 0:
                 continue
             terms = best[prev]
             for t in np.unique(terms).tolist():
@@ -1325,13 +1314,11 @@ class GrammarCompiled(Compiled):
                 w.cross.append((int(t), self._intern(rows[sel], base[sel] + brk[sel])))
         return w
 
-    def _ignored_of_best(self) -> np.ndarray:
-        """bool [k + 1]: terminal index -> ignored (index -1, no terminal, -> False)."""
+    def _flags(self, bits: int) -> np.ndarray:
+        """bool [k + 1]: terminal index -> in the bitset `bits` (index -1, no terminal, -> False)."""
         k = len(self.lexer.names)
-        out = np.zeros(k + 1, dtype=bool)
-        for t in range(k):
-            out[t] = (self.lexer.ignored >> t) & 1
-        return out
+        raw = np.frombuffer(bits.to_bytes((k + 8) // 8, "little"), dtype=np.uint8)
+        return np.unpackbits(raw, bitorder="little")[: k + 1].astype(bool)
 
     def _intern(self, rows: np.ndarray, offs: np.ndarray) -> _Node:
         """One node per distinct remainder set, so that walks of equal sets are shared."""
@@ -1345,13 +1332,16 @@ class GrammarCompiled(Compiled):
         """The packed mask of every token whose unit is in one of the disjoint ranges [lo, hi)."""
         n = len(self.all_units) + 1
         edge = np.bincount(lo, minlength=n + 1)[:n] - np.bincount(hi, minlength=n + 1)[:n]
-        chosen = np.cumsum(edge) > 0  # the last slot (never allowed) is past every range
-        return np.packbits(chosen[self.unit_of_id], bitorder="little").view("<i4").astype(np.int32, copy=False)
+        return self._pack_chosen(np.cumsum(edge) > 0)  # the last slot (never allowed) is past every range
 
     def _pack(self, units: np.ndarray) -> np.ndarray:
         """The packed mask of every token whose unit is in `units`."""
         chosen = np.zeros(len(self.all_units) + 1, dtype=bool)  # the last slot: never allowed
         chosen[units] = True
+        return self._pack_chosen(chosen)
+
+    def _pack_chosen(self, chosen: np.ndarray) -> np.ndarray:
+        """bool [units + 1] -> the packed mask of their tokens."""
         return np.packbits(chosen[self.unit_of_id], bitorder="little").view("<i4").astype(np.int32, copy=False)
 
     def _inside_bits(self, w: _Walk, acc: int, valid: int) -> np.ndarray:
@@ -1375,8 +1365,7 @@ class GrammarCompiled(Compiled):
             # end states differ from q's own only within such classes, which `viable` cannot tell apart.
             cols = self._acc_cols.get(key[0])
             if cols is None:
-                cols = self._acc_cols[key[0]] = np.array([t for t in range(len(lx.names)) if (key[0] >> t) & 1],
-                                                       dtype=np.int64)
+                cols = self._acc_cols[key[0]] = np.flatnonzero(self._flags(key[0]))
             ckey = (key[0], q == lx.initial, lx.comps[q, cols].tobytes())
             w = self._class_walks.get(ckey)
             if w is None:

@@ -19,12 +19,11 @@ After leaving the trie any JSON string content follows.
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 
 from ..errors import GrammarError
 from .bytedfa import ByteDFA
+from .json_schema import json_body
 
 _QUOTE, _BACKSLASH = 0x22, 0x5C
 _SHORT = {0x22: '"', 0x5C: "\\", 0x2F: "/", 8: "b", 12: "f", 10: "n", 13: "r", 9: "t"}  # code point -> letter
@@ -86,8 +85,6 @@ def _spellings(ch: str, exact: bool) -> list[bytes]:
     """The byte spellings of `ch` that continue a name (hex digits in lowercase: both cases of a
     \\u escape's letters are added where rows are filled)."""
     if not exact:
-        from .json_schema import json_body
-
         return [json_body(ch).encode()]
     cp = ord(ch)
     out = [f"\\u{cp:04x}".encode()]
